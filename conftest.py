@@ -1,0 +1,57 @@
+"""Fixtures shared by tests/ and parity_tests/.
+
+Tests that need CIFAR-10 or TensorFlow skip on a user's machine without them,
+and fail instead in CI (``CI`` set, as ``.ci/run`` runs): there nothing may skip
+for want of data or Keras. CUDA tests skip wherever there is no GPU.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+IN_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
+
+
+def _missing(reason: str) -> None:
+    if IN_CI:
+        pytest.fail(f"{reason} (CI must not skip this test)", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def cifar10_dir() -> Path:
+    """The CIFAR-10 python-batch directory named by ``CIFAR10_DIR``."""
+    value = os.environ.get("CIFAR10_DIR")
+    if not value:
+        _missing("CIFAR10_DIR is not set")
+    path = Path(str(value))
+    if not (path / "test_batch").is_file():
+        _missing(f"CIFAR10_DIR={path} holds no test_batch")
+    return path
+
+
+@pytest.fixture(scope="session")
+def keras() -> ModuleType:
+    """Keras 3 on TensorFlow (the reference implementation)."""
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras as keras_module
+    except ImportError as exc:
+        _missing(f"Keras is not installed: {exc}")
+    if keras_module.backend.backend() != "tensorflow":
+        _missing(f"Keras runs on {keras_module.backend.backend()!r}; the reference is TensorFlow")
+    return keras_module
+
+
+@pytest.fixture
+def cuda_device() -> str:
+    import torch
+
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    return "cuda"

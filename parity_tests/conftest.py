@@ -1,0 +1,24 @@
+"""Fixtures of the parity suite (the shared ``keras``/``cifar10_dir`` ones live in ../conftest.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def real_test_images(cifar10_dir: Path) -> torch.Tensor:
+    """The real CIFAR-10 test images from ``CIFAR10_DIR``, float64 NCHW in [0, 1] (cast per test)."""
+    from torch_cnn.data import load_cifar10
+
+    images = load_cifar10(cifar10_dir).test.images
+    return images.to(torch.float64) / 255.0
+
+
+@pytest.fixture(autouse=True)
+def _no_tf32() -> None:
+    """Parity mode: TF32 off on CUDA (cuDNN allows it by default)."""
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False

@@ -1,0 +1,54 @@
+"""Shared helpers for the parity suite: seeded Keras weights and float64 Keras."""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import torch
+
+import torch_cnn
+
+MODEL_NAMES = torch_cnn.list_models()
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def seeded_keras_weights(keras_model: Any, seed: int) -> list[np.ndarray]:
+    """Glorot-uniform kernels and non-zero biases from a seeded NumPy RNG, set on ``keras_model``.
+
+    Non-zero biases matter: Keras's zero default would hide a bias that was not copied.
+    """
+    rng = np.random.default_rng(seed)
+    weights = []
+    for w in keras_model.get_weights():
+        if w.ndim > 1:
+            fan_in, fan_out = int(np.prod(w.shape[:-1])), w.shape[-1]
+            if w.ndim == 4:  # conv (kh, kw, in, out): Keras's receptive-field fans
+                fan_out = w.shape[0] * w.shape[1] * w.shape[3]
+            limit = np.sqrt(6.0 / (fan_in + fan_out))
+            weights.append(rng.uniform(-limit, limit, w.shape).astype(w.dtype))
+        else:
+            weights.append(rng.uniform(-0.1, 0.1, w.shape).astype(w.dtype))
+    keras_model.set_weights(weights)
+    return weights
+
+
+def build_seeded_pair(
+    keras: ModuleType, name: str, dtype: str, seed: int = 0
+) -> tuple[Any, torch_cnn.models.KerasStyleNet]:
+    """A Keras reference model with seeded weights and the torch model ported from it."""
+    import keras_ref
+
+    keras_model = keras_ref.build_model(name, dtype)
+    seeded_keras_weights(keras_model, seed)
+    model = torch_cnn.create_model(name, dtype=DTYPES[dtype])
+    torch_cnn.load_keras_weights(model, keras_model)
+    assert isinstance(model, torch_cnn.models.KerasStyleNet)
+    return keras_model, model.eval()
+
+
+def random_images(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Seeded uniform [0, 1) images, NCHW, made on the CPU (so every device sees the same bits)."""
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 3, 32, 32, generator=g, dtype=torch.float64).to(dtype)

@@ -1,0 +1,110 @@
+"""Per-layer output shapes and parameter counts: torch against Keras, both against the seeds."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import pytest
+
+import keras_ref
+import torch_cnn
+
+# The seeds' numbers (the notebooks' summaries), stated once.
+SEED_LAYERS = {
+    "model_cnn": [
+        ("Conv2D", (16, 16, 10), 490),
+        ("Conv2D", (8, 8, 20), 1_820),
+        ("Flatten", (1280,), 0),
+        ("Dense", (10,), 12_810),
+    ],
+    "model_cifar10": [
+        ("Conv2D", (30, 30, 32), 896),
+        ("MaxPooling2D", (15, 15, 32), 0),
+        ("Conv2D", (13, 13, 64), 18_496),
+        ("MaxPooling2D", (6, 6, 64), 0),
+        ("Conv2D", (4, 4, 128), 73_856),
+        ("Flatten", (2048,), 0),
+        ("Dense", (64,), 131_136),
+        ("Dense", (10,), 650),
+    ],
+}
+SEED_TOTALS = {"model_cnn": 15_120, "model_cifar10": 225_034}
+
+
+def torch_layers(name: str) -> list[tuple[str, tuple[int, ...], int]]:
+    model = torch_cnn.create_model(name)
+    assert isinstance(model, torch_cnn.models.KerasStyleNet)
+    shapes = model.output_shapes()
+    rows = []
+    for info, module in model.keras_layers():
+        s = shapes[info.module]
+        keras_shape = (*s[1:], s[0]) if len(s) == 3 else s  # (C, H, W) → (H, W, C)
+        rows.append((info.keras_class, keras_shape, sum(p.numel() for p in module.parameters())))
+    return rows
+
+
+def keras_layers(name: str) -> list[tuple[str, tuple[int, ...], int]]:
+    model = keras_ref.build_model(name)
+    return [
+        (type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
+        for layer in model.layers
+        if type(layer).__name__ != "InputLayer"
+    ]
+
+
+@pytest.mark.parametrize("name", sorted(SEED_LAYERS))
+def test_torch_layers_match_seed(name: str) -> None:
+    assert torch_layers(name) == SEED_LAYERS[name]
+
+
+@pytest.mark.parametrize("name", sorted(SEED_LAYERS))
+def test_torch_total_params_match_seed(name: str) -> None:
+    model = torch_cnn.create_model(name)
+    assert sum(p.numel() for p in model.parameters()) == SEED_TOTALS[name]
+
+
+@pytest.mark.parametrize("name", sorted(SEED_LAYERS))
+def test_keras_layers_match_seed(keras: ModuleType, name: str) -> None:
+    assert keras_layers(name) == SEED_LAYERS[name]
+    assert keras_ref.build_model(name).count_params() == SEED_TOTALS[name]
+
+
+@pytest.mark.parametrize("name", sorted(SEED_LAYERS))
+def test_torch_layers_match_keras(keras: ModuleType, name: str) -> None:
+    assert torch_layers(name) == keras_layers(name)
+
+
+def test_registry_covers_the_seeds() -> None:
+    assert torch_cnn.list_models() == sorted(SEED_LAYERS)
+
+
+@pytest.mark.parametrize("name", sorted(SEED_LAYERS))
+def test_summary_rows_line_up_with_keras(keras: ModuleType, name: str) -> None:
+    """Our summary's rows: Keras's rows (InputLayer aside), same shapes, counts and totals."""
+    lines: list[str] = []
+    keras_ref.build_model(name).summary(print_fn=lambda s, **_: lines.append(s))
+    keras_text = "\n".join(lines)
+    ours = torch_cnn.summary(torch_cnn.create_model(name))
+    keras_rows = [
+        (cls, shape, params)
+        for row in keras_text.splitlines()
+        if "(" in row and "│" in row and "InputLayer" not in row
+        for cls, shape, params in [_parse_keras_row(row)]
+    ]
+    our_rows = [_parse_our_row(row) for row in ours.splitlines() if "(None" in row]
+    assert our_rows == keras_rows
+    assert len(our_rows) == len(SEED_LAYERS[name])
+    total = next(r for r in keras_text.splitlines() if "Total params" in r).strip()
+    assert f"Total params: {SEED_TOTALS[name]:,}" in total
+    assert total in ours
+
+
+def _parse_keras_row(row: str) -> tuple[str, str, str]:
+    cells = [c.strip() for c in row.strip("│ ").split("│")]
+    return cells[0].split("(")[-1].rstrip(")"), cells[1], cells[2]
+
+
+def _parse_our_row(row: str) -> tuple[str, str, str]:
+    label, rest = row.split(")", 1)
+    shape, params = rest.strip().rsplit(" ", 1)
+    return label.split("(")[-1], shape.strip(), params

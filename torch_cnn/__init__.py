@@ -1,0 +1,28 @@
+"""torch-cnn: faithful PyTorch reimplementations of two Keras CIFAR-10 CNNs.
+
+>>> import torch, torch_cnn
+>>> torch_cnn.list_models()
+['model_cifar10', 'model_cnn']
+>>> model = torch_cnn.create_model("model_cifar10")
+>>> model(torch.rand(8, 3, 32, 32)).shape
+torch.Size([8, 10])
+"""
+
+from torch_cnn import models as _models  # noqa: F401  (registers the seed models)
+from torch_cnn.porting import KerasLayer, KerasModelRecord, PortingError, load_keras_weights
+from torch_cnn.registry import create_model, list_models, register_model
+from torch_cnn.summary import summary
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "KerasLayer",
+    "KerasModelRecord",
+    "PortingError",
+    "__version__",
+    "create_model",
+    "list_models",
+    "load_keras_weights",
+    "register_model",
+    "summary",
+]

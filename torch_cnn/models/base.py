@@ -1,0 +1,156 @@
+"""What both seed models share: a Keras-style layer table that drives the forward pass.
+
+Each seed model is a plain chain of Keras layers. ``KerasStyleNet`` keeps that
+chain as a table of ``LayerInfo`` rows (torch module, the Keras class it
+mirrors, the activation Keras fuses into it). The forward pass, the per-layer
+outputs the parity suite compares, ``summary`` and weight porting all read the
+same table, so they cannot disagree about the architecture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from torch_cnn.layers.padding import Conv2dSame
+
+KERAS_CLASSES = ("Conv2D", "MaxPooling2D", "Flatten", "Dense")
+
+
+def _softmax(x: torch.Tensor) -> torch.Tensor:
+    return F.softmax(x, dim=-1)  # Keras's softmax: last axis
+
+
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "linear": None,
+    "relu": F.relu,
+    "softmax": _softmax,
+}
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One Keras layer: the torch module that computes it and the activation Keras fuses in."""
+
+    module: str  # attribute name on the model, e.g. "conv1"
+    keras_class: str  # "Conv2D", "MaxPooling2D", "Flatten" or "Dense"
+    activation: str = "linear"
+
+    def __post_init__(self) -> None:
+        if self.keras_class not in KERAS_CLASSES:
+            raise ValueError(
+                f"keras_class must be one of {KERAS_CLASSES}. Received: {self.keras_class!r}"
+            )
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation must be one of {tuple(ACTIVATIONS)}. Received: {self.activation!r}"
+            )
+
+
+def conv_padding(conv: nn.Conv2d) -> str:
+    """The Keras ``padding`` a torch conv implements: 'same' or 'valid'."""
+    if isinstance(conv, Conv2dSame) or conv.padding == "same":
+        return "same"
+    if conv.padding == (0, 0):
+        return "valid"
+    raise ValueError(f"{conv} pads {conv.padding}, which is neither Keras 'same' nor 'valid'")
+
+
+class KerasStyleNet(nn.Module):
+    """Base of the seed models: input checks and a forward pass driven by ``layer_table``.
+
+    ``model(x)`` returns what the Keras model returns (softmax probabilities for
+    ``model_cnn``, logits for ``model_cifar10``); ``model.logits(x)`` always
+    returns the pre-softmax values, for numerically stable losses.
+    """
+
+    name: ClassVar[str]
+    layer_table: ClassVar[tuple[LayerInfo, ...]]
+    input_shape: tuple[int, int, int]  # (C, H, W)
+
+    def keras_layers(self) -> Iterator[tuple[LayerInfo, nn.Module]]:
+        """``(LayerInfo, module)`` for each Keras layer, in model order."""
+        for info in self.layer_table:
+            yield info, self.get_submodule(info.module)
+
+    @property
+    def output_activation(self) -> str:
+        return self.layer_table[-1].activation
+
+    def check_input(self, x: torch.Tensor) -> None:
+        """Raise a ``TypeError``/``ValueError`` that says what was received and what is expected."""
+        c, h, w = self.input_shape
+        expected = f"(N, {c}, {h}, {w})"
+        if not isinstance(x, torch.Tensor):
+            raise TypeError(f"{self.name} expects a torch.Tensor {expected}; received {type(x)}")
+        if not x.is_floating_point():
+            raise TypeError(
+                f"{self.name} expects floating-point images with values in [0, 1]; received "
+                f"dtype {x.dtype}. Convert uint8 images with x.float() / 255."
+            )
+        param = next(self.parameters(), None)
+        if param is not None and x.dtype != param.dtype:
+            raise TypeError(
+                f"{self.name} has {param.dtype} parameters; received an input of dtype {x.dtype}. "
+                f"Use x.to({param.dtype}) or model.to({x.dtype})."
+            )
+        shape = tuple(x.shape)
+        if x.dim() != 4:
+            hint = " For one image use x.unsqueeze(0)." if shape == (c, h, w) else ""
+            raise ValueError(
+                f"{self.name} expects a batch of shape {expected} (NCHW); received shape "
+                f"{shape} (rank {x.dim()}).{hint}"
+            )
+        if shape[1:] != (c, h, w):
+            hint = ""
+            if shape[1:] == (h, w, c):
+                hint = (
+                    " This looks like channels-last (NHWC) images as Keras takes them; "
+                    "torch_cnn expects NCHW: x.permute(0, 3, 1, 2)."
+                )
+            raise ValueError(
+                f"{self.name} expects a batch of shape {expected} (NCHW); received shape "
+                f"{shape}.{hint}"
+            )
+
+    def _run(self, x: torch.Tensor, keep: bool, last_activation: bool) -> list[torch.Tensor]:
+        self.check_input(x)
+        outputs = []
+        last = len(self.layer_table) - 1
+        for i, (info, module) in enumerate(self.keras_layers()):
+            x = module(x)
+            act = ACTIVATIONS[info.activation]
+            if act is not None and (i < last or last_activation):
+                x = act(x)
+            if keep or i == last:
+                outputs.append(x)
+        return outputs
+
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The last layer's output before its activation, ``(N, num_classes)``."""
+        return self._run(x, keep=False, last_activation=False)[-1]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """What the Keras model returns for the same images, ``(N, num_classes)``."""
+        return self._run(x, keep=False, last_activation=True)[-1]
+
+    def layer_outputs(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every Keras layer's output (after its activation), keyed by module name, in order.
+
+        Convolution and pooling outputs are NCHW; compare them with Keras's NHWC
+        outputs after ``.permute(0, 2, 3, 1)``.
+        """
+        outs = self._run(x, keep=True, last_activation=True)
+        return {info.module: out for info, out in zip(self.layer_table, outs, strict=True)}
+
+    @torch.no_grad()
+    def output_shapes(self) -> dict[str, tuple[int, ...]]:
+        """Each Keras layer's output shape for one image, torch layout (``(C, H, W)`` or ``(F,)``)."""
+        p = next(self.parameters())
+        x = torch.zeros(1, *self.input_shape, device=p.device, dtype=p.dtype)
+        return {name: tuple(out.shape[1:]) for name, out in self.layer_outputs(x).items()}
