@@ -9,6 +9,7 @@ torch.Size([8, 10])
 """
 
 from torch_cnn import models as _models  # noqa: F401  (registers the seed models)
+from torch_cnn.checkpoint import CheckpointError, load, save
 from torch_cnn.porting import KerasLayer, KerasModelRecord, PortingError, load_keras_weights
 from torch_cnn.registry import create_model, list_models, register_model
 from torch_cnn.summary import summary
@@ -16,13 +17,16 @@ from torch_cnn.summary import summary
 __version__ = "0.1.0"
 
 __all__ = [
+    "CheckpointError",
     "KerasLayer",
     "KerasModelRecord",
     "PortingError",
     "__version__",
     "create_model",
     "list_models",
+    "load",
     "load_keras_weights",
     "register_model",
+    "save",
     "summary",
 ]
