@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 
@@ -70,6 +71,93 @@ def _cmd_parity(args: argparse.Namespace) -> int:
     return status
 
 
+KERAS_SUFFIXES = (".keras", ".weights.h5", ".h5")
+TORCH_SUFFIXES = (".safetensors",)
+
+
+def _is_keras_file(path: str) -> bool:
+    return path.endswith(KERAS_SUFFIXES)
+
+
+def _cmd_port(args: argparse.Namespace) -> int:
+    """Keras file → torch checkpoint, or torch checkpoint → .weights.h5, by the extensions."""
+    from torch_cnn import keras_files
+    from torch_cnn.porting import infer_model_name
+
+    src, dst = str(args.src), str(args.dst)
+    if _is_keras_file(src) and dst.endswith(TORCH_SUFFIXES):
+        record = keras_files.read_keras_file(src)
+        name = args.model or infer_model_name(record)
+        model = torch_cnn.create_model(name)
+        torch_cnn.load_keras_weights(model, record)
+        torch_cnn.save(model, dst)
+    elif src.endswith(TORCH_SUFFIXES) and dst.endswith(".weights.h5"):
+        model = torch_cnn.load(src)
+        if args.model and args.model != model.name:
+            raise torch_cnn.PortingError(f"{src} holds {model.name!r}, not {args.model!r}")
+        name = model.name
+        keras_files.write_weights_h5(model, dst)
+    else:
+        raise SystemExit(
+            f"torch-cnn port: cannot port {src} to {dst}: give a Keras file "
+            f"({', '.join(KERAS_SUFFIXES)}) and a .safetensors destination, or a .safetensors "
+            "file and a .weights.h5 destination"
+        )
+    print(f"{src} → {dst} ({name})")
+    return 0
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    """Load a Keras file with Keras, port it with torch_cnn's reader, compare every layer."""
+    keras, keras_ref = _import_keras("compare")
+    from torch_cnn import keras_files
+    from torch_cnn.parity import compare_with_keras
+    from torch_cnn.porting import infer_model_name
+
+    path = str(args.keras_file)
+    record = keras_files.read_keras_file(path)
+    name = args.model or infer_model_name(record)
+    if path.endswith(".weights.h5"):  # weights only: the architecture comes from keras_ref
+        keras_model = keras_ref.build_model(name, args.dtype)
+        keras_model.load_weights(path)
+    else:
+        with keras_ref.dtype_scope(args.dtype):
+            keras_model = keras.saving.load_model(path, compile=False)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    model = torch_cnn.create_model(name, dtype=dtype)
+    torch_cnn.load_keras_weights(model, record)
+    if args.data_dir:
+        from torch_cnn import data
+
+        images = data.load_cifar10(data.resolve_data_dir(args.data_dir, download=False)).test.images
+        x, what = (
+            data.to_float(images[: args.n]).to(dtype),
+            f"CIFAR-10 test images ({args.data_dir})",
+        )
+    else:
+        g = torch.Generator().manual_seed(args.seed)
+        x = torch.rand(args.n, 3, 32, 32, generator=g, dtype=torch.float64).to(dtype)
+        what = f"seeded random images (seed {args.seed})"
+    report = compare_with_keras(model, keras_model, x)  # type: ignore[arg-type]
+    print(f"{path} ({name}) on {len(x)} {what}")
+    print(report.format())
+    return 0 if report.ok else 1
+
+
+def _import_keras(command: str) -> tuple[Any, Any]:
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import keras
+
+        import keras_ref
+    except ImportError as exc:
+        raise SystemExit(
+            f"torch-cnn {command} needs Keras (pip install 'torch-cnn[keras]'): {exc}"
+        ) from exc
+    return keras, keras_ref
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch-cnn", description="PyTorch reimplementations of two Keras CIFAR-10 CNNs."
@@ -93,10 +181,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=1017, help="number of test images (default 1017)")
     p.add_argument("--seed", type=int, default=0, help="seed of the Keras initialisers")
     p.set_defaults(func=_cmd_parity)
+
+    p = sub.add_parser(
+        "port", help="Keras file → .safetensors, or .safetensors → .weights.h5 (no TensorFlow)"
+    )
+    p.add_argument("src", help="a .keras, .weights.h5 or .h5 file, or a .safetensors file")
+    p.add_argument("dst", help="a .safetensors or .weights.h5 path")
+    p.add_argument("--model", choices=torch_cnn.list_models(), help="default: from the file")
+    p.set_defaults(func=_cmd_port)
+
+    p = sub.add_parser("compare", help="per-layer parity of a Keras file against its port")
+    p.add_argument("keras_file", help="a .keras, .h5 or .weights.h5 file")
+    p.add_argument("--model", choices=torch_cnn.list_models(), help="default: from the file")
+    p.add_argument("--data-dir", help="CIFAR-10 directory; seeded random images without it")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("-n", type=int, default=256, help="number of images (default 256)")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_cmd_compare)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    status: int = args.func(args)
+    try:
+        status: int = args.func(args)
+    except (torch_cnn.PortingError, torch_cnn.CheckpointError, FileNotFoundError) as exc:
+        print(f"torch-cnn {args.command}: error: {exc}", file=sys.stderr)
+        return 2
     return status

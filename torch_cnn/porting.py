@@ -149,7 +149,9 @@ def _align(
             f"{where}: the Keras model has {len(record.layers)} layers; torch model "
             f"{model.name!r} has {len(pairs)}. Keras layers: {got}; torch expects: {want}"
         )
-    return [(layer, info, module) for layer, (info, module) in zip(record.layers, pairs, strict=True)]
+    return [
+        (layer, info, module) for layer, (info, module) in zip(record.layers, pairs, strict=True)
+    ]
 
 
 def _flatten_chw(model: KerasStyleNet) -> dict[str, tuple[int, int, int]]:
@@ -313,9 +315,10 @@ def _as_record(source: Any) -> KerasModelRecord:
 def load_keras_weights(model: nn.Module, source: Any) -> nn.Module:
     """Copy Keras weights into ``model`` and return it; on any mismatch the model is unchanged.
 
-    >>> import keras_ref, torch_cnn                                  # doctest: +SKIP
-    >>> keras_model = keras_ref.build_model("model_cnn")             # doctest: +SKIP
-    >>> model = torch_cnn.load_keras_weights(torch_cnn.create_model("model_cnn"), keras_model)
+    >>> import keras_ref, torch_cnn  # doctest: +SKIP
+    >>> keras_model = keras_ref.build_model("model_cnn")  # doctest: +SKIP
+    >>> model = torch_cnn.create_model("model_cnn")  # doctest: +SKIP
+    >>> model = torch_cnn.load_keras_weights(model, keras_model)  # doctest: +SKIP
     """
     state = keras_to_torch(_as_record(source), model)
     current = model.state_dict()
@@ -339,3 +342,18 @@ def export_to_keras_model(model: nn.Module, keras_model: Any) -> Any:
             dtype = np.dtype(layer.get_weights()[0].dtype)
             layer.set_weights([a.astype(dtype, copy=False) for a in arrays])
     return keras_model
+
+
+def infer_model_name(record: KerasModelRecord) -> str:
+    """The one registered model whose architecture the Keras record fits (checked like a port)."""
+    from torch_cnn.registry import create_model, list_models
+
+    reasons = {}
+    for name in list_models():
+        try:
+            keras_to_torch(record, create_model(name, device="meta"))
+            return name
+        except PortingError as exc:
+            reasons[name] = str(exc)
+    detail = "; ".join(f"{name}: {why}" for name, why in reasons.items())
+    raise PortingError(f"{record.source}: fits none of the registered models ({detail})")
