@@ -315,10 +315,11 @@ def _as_record(source: Any) -> KerasModelRecord:
 def load_keras_weights(model: nn.Module, source: Any) -> nn.Module:
     """Copy Keras weights into ``model`` and return it; on any mismatch the model is unchanged.
 
-    >>> import keras_ref, torch_cnn  # doctest: +SKIP
-    >>> keras_model = keras_ref.build_model("model_cnn")  # doctest: +SKIP
-    >>> model = torch_cnn.create_model("model_cnn")  # doctest: +SKIP
-    >>> model = torch_cnn.load_keras_weights(model, keras_model)  # doctest: +SKIP
+    ``source`` is a live Keras model, a path to a ``.keras``/``.weights.h5``/``.h5``
+    file (read without TensorFlow) or a ``KerasModelRecord``::
+
+        keras_model = keras_ref.build_model("model_cnn")
+        model = torch_cnn.load_keras_weights(torch_cnn.create_model("model_cnn"), keras_model)
     """
     state = keras_to_torch(_as_record(source), model)
     current = model.state_dict()
