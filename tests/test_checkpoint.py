@@ -34,7 +34,7 @@ def test_bad_files(tmp_path: Path) -> None:
         torch_cnn.load(tmp_path / "missing.safetensors")
     junk = tmp_path / "junk.safetensors"
     junk.write_bytes(b"\x00" * 64)
-    with pytest.raises(CheckpointError, match="junk.safetensors"):
+    with pytest.raises(CheckpointError, match=r"junk\.safetensors"):
         torch_cnn.load(junk)
     foreign = tmp_path / "foreign.safetensors"
     save_file({"w": torch.zeros(2)}, str(foreign))
@@ -46,7 +46,7 @@ def test_truncated_file(tmp_path: Path) -> None:
     path = torch_cnn.save(torch_cnn.create_model("model_cnn"), tmp_path / "w.safetensors")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="w.safetensors"):
+    with pytest.raises(CheckpointError, match=r"w\.safetensors"):
         torch_cnn.load(path)
 
 
