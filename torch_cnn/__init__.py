@@ -10,7 +10,13 @@ torch.Size([8, 10])
 
 from torch_cnn import models as _models  # noqa: F401  (registers the seed models)
 from torch_cnn.checkpoint import CheckpointError, load, save
-from torch_cnn.porting import KerasLayer, KerasModelRecord, PortingError, load_keras_weights
+from torch_cnn.porting import (
+    KerasLayer,
+    KerasModelRecord,
+    PortingError,
+    export_keras_weights,
+    load_keras_weights,
+)
 from torch_cnn.registry import create_model, list_models, register_model
 from torch_cnn.summary import summary
 
@@ -23,6 +29,7 @@ __all__ = [
     "PortingError",
     "__version__",
     "create_model",
+    "export_keras_weights",
     "list_models",
     "load",
     "load_keras_weights",

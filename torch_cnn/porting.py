@@ -136,6 +136,7 @@ def _align(
     pairs = list(model.keras_layers())
     got = [f"{layer.name} ({layer.class_name})" for layer in record.layers]
     want = [f"{info.module} ({info.keras_class})" for info, _ in pairs]
+    # Kinds and count first (the clearest message for a wrong architecture), then configs.
     for i, (layer, (info, module)) in enumerate(zip(record.layers, pairs, strict=False)):
         if layer.class_name != info.keras_class:
             raise PortingError(
@@ -143,12 +144,13 @@ def _align(
                 f"module {info.module!r} ({_describe(module)}) of {model.name!r} expects a "
                 f"{info.keras_class} there. Keras layers: {got}; torch expects: {want}"
             )
-        _check_config(where, layer, info, module)
     if len(record.layers) != len(pairs):
         raise PortingError(
             f"{where}: the Keras model has {len(record.layers)} layers; torch model "
             f"{model.name!r} has {len(pairs)}. Keras layers: {got}; torch expects: {want}"
         )
+    for layer, (info, module) in zip(record.layers, pairs, strict=True):
+        _check_config(where, layer, info, module)
     return [
         (layer, info, module) for layer, (info, module) in zip(record.layers, pairs, strict=True)
     ]
@@ -296,13 +298,20 @@ def record_from_keras_model(keras_model: Any) -> KerasModelRecord:
     return KerasModelRecord(f"Keras model {name!r}", tuple(layers), input_shape)
 
 
-def _as_record(source: Any) -> KerasModelRecord:
+def _as_record(source: Any, model: nn.Module | None = None) -> KerasModelRecord:
     if isinstance(source, KerasModelRecord):
         return source
     if isinstance(source, str | os.PathLike):
         from torch_cnn import keras_files  # only file sources need h5py/zipfile
 
-        record: KerasModelRecord = keras_files.read_keras_file(source)
+        # A .weights.h5 holds no architecture: the torch layer table gives the class order,
+        # exactly as Keras's own load_weights pairs layers with the model it loads into.
+        classes = (
+            [info.keras_class for info in model.layer_table]
+            if isinstance(model, KerasStyleNet)
+            else None
+        )
+        record: KerasModelRecord = keras_files.read_keras_file(source, layer_classes=classes)
         return record
     if hasattr(source, "layers") and hasattr(source, "get_weights"):
         return record_from_keras_model(source)
@@ -321,7 +330,7 @@ def load_keras_weights(model: nn.Module, source: Any) -> nn.Module:
         keras_model = keras_ref.build_model("model_cnn")
         model = torch_cnn.load_keras_weights(torch_cnn.create_model("model_cnn"), keras_model)
     """
-    state = keras_to_torch(_as_record(source), model)
+    state = keras_to_torch(_as_record(source, model), model)
     current = model.state_dict()
     if set(state) != set(current):  # the table covers every parameter; buffers would show here
         raise PortingError(
@@ -358,3 +367,20 @@ def infer_model_name(record: KerasModelRecord) -> str:
             reasons[name] = str(exc)
     detail = "; ".join(f"{name}: {why}" for name, why in reasons.items())
     raise PortingError(f"{record.source}: fits none of the registered models ({detail})")
+
+
+def export_keras_weights(model: nn.Module, target: Any) -> Any:
+    """Write ``model``'s weights to Keras: a live Keras model, or a ``.weights.h5`` path.
+
+    A file is written to a temporary file and renamed, so it is never half-written;
+    it loads with Keras's own ``model.load_weights()``. Returns the Keras model or the path.
+    """
+    if isinstance(target, str | os.PathLike):
+        from torch_cnn import keras_files
+
+        return keras_files.write_weights_h5(model, target)
+    if hasattr(target, "layers") and hasattr(target, "set_weights"):
+        return export_to_keras_model(model, target)
+    raise TypeError(
+        f"expected a Keras model or a path ending in .weights.h5; received {type(target).__name__}"
+    )
