@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
+import torch_cnn
 from torch_cnn.cli import main
 
 
@@ -34,3 +37,45 @@ def test_python_dash_m() -> None:
         [sys.executable, "-m", "torch_cnn", "list"], capture_output=True, text=True, check=True
     )
     assert out.stdout.split() == ["model_cifar10", "model_cnn"]
+
+
+FILES = Path(__file__).resolve().parents[1] / "parity_tests" / "files"
+
+
+def test_port_keras_file_to_torch_and_back(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No TensorFlow needed: .keras → .safetensors (model inferred) → .weights.h5 → torch."""
+    dst = tmp_path / "m.safetensors"
+    assert main(["port", str(FILES / "model_cnn.keras"), str(dst)]) == 0
+    assert "(model_cnn)" in capsys.readouterr().out
+    model = torch_cnn.load(dst)
+    expected = torch_cnn.load_keras_weights(
+        torch_cnn.create_model("model_cnn"), FILES / "model_cnn.keras"
+    )
+    for a, b in zip(model.state_dict().values(), expected.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    h5 = tmp_path / "back.weights.h5"
+    assert main(["port", str(dst), str(h5)]) == 0
+    again = torch_cnn.load_keras_weights(torch_cnn.create_model("model_cnn"), h5)
+    for a, b in zip(model.state_dict().values(), again.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_port_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert (
+        main(
+            [
+                "port",
+                str(FILES / "model_cnn.keras"),
+                str(tmp_path / "x.safetensors"),
+                "--model",
+                "model_cifar10",
+            ]
+        )
+        == 2
+    )
+    assert "model_cnn.keras" in capsys.readouterr().err
+    assert not (tmp_path / "x.safetensors").exists()
+    with pytest.raises(SystemExit, match="cannot port"):
+        main(["port", str(FILES / "model_cnn.keras"), str(tmp_path / "x.txt")])

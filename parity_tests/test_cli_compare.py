@@ -1,0 +1,41 @@
+"""``torch-cnn compare``: a Keras file against its port, layer by layer, with an exit status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from parity_tests.helpers import build_seeded_pair
+from torch_cnn import porting
+from torch_cnn.cli import main
+
+
+@pytest.fixture(scope="module")
+def keras_file(keras: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    keras_model, _ = build_seeded_pair(keras, "model_cifar10", "float32", seed=3)
+    path = tmp_path_factory.mktemp("compare") / "model.keras"
+    keras_model.save(path)
+    return path
+
+
+def test_compare_on_real_images(
+    keras_file: Path, cifar10_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["compare", str(keras_file), "--data-dir", str(cifar10_dir), "-n", "64"]) == 0
+    out = capsys.readouterr().out
+    assert "(model_cifar10) on 64 CIFAR-10 test images" in out
+    rows = [line for line in out.splitlines() if line.rstrip().endswith(("ok", "FAIL"))]
+    assert len(rows) == 8 and all(r.rstrip().endswith("ok") for r in rows)
+    assert "top-1 agreement: 1.0000" in out
+
+
+def test_compare_fails_on_a_bad_port(
+    keras_file: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(porting.KERNEL_TO_TORCH, "Dense", lambda k, chw: k.T)  # no permutation
+    assert main(["compare", str(keras_file), "-n", "16"]) == 1
+    out = capsys.readouterr().out
+    assert "seeded random images" in out
+    assert "fc1           (None, 64)" in out and "FAIL" in out
