@@ -273,7 +273,7 @@ BAD_FILES = {
     "truncated-weights-h5": "truncated file",
     "random-bytes": "neither a Keras zip archive (.keras) nor a readable HDF5 file",
     "foreign-h5": "an HDF5 file but not a Keras one",
-    "other-architecture": "layer 1 is Keras layer 'max_pooling2d' (MaxPooling2D)",
+    "other-architecture": "(MaxPooling2D); torch module 'conv2' (Conv2dSame 10→20, 3×3) of 'model_cnn'",
     "other-architecture-weights-h5": "the weights hold 3 Conv2D, 2 Dense, 1 Flatten, 2 MaxPooling2D; expected 2 Conv2D",
     "extra-layer": "the Keras model has 5 layers; torch model 'model_cnn' has 4",
     "missing-layer": "layers/conv2d is missing: Keras numbers the Conv2D layers conv2d, conv2d_1",

@@ -123,9 +123,10 @@ def read_keras_file(
     config ignore it. Anything unreadable, inconsistent or not Keras raises
     ``PortingError`` naming the file.
 
-    >>> record = read_keras_file("model_cnn.keras")                  # doctest: +SKIP
-    >>> [layer.class_name for layer in record.layers]                # doctest: +SKIP
-    ['Conv2D', 'Conv2D', 'Flatten', 'Dense']
+    For example (``[layer.class_name for layer in record.layers]`` gives
+    ``['Conv2D', 'Conv2D', 'Flatten', 'Dense']``)::
+
+        record = read_keras_file("model_cnn.keras")
     """
     file = Path(os.fspath(path))
     where = str(file)
@@ -547,8 +548,10 @@ def write_weights_h5(
     ``keras_api`` ("functional" or "sequential") defaults to the seed's.
     The file appears whole or not at all (written beside ``path``, then renamed).
 
-    >>> write_weights_h5(model, "model_cnn.weights.h5")              # doctest: +SKIP
-    >>> keras_ref.build_model("model_cnn").load_weights("model_cnn.weights.h5")  # doctest: +SKIP
+    For example::
+
+        write_weights_h5(model, "model_cnn.weights.h5")
+        keras_ref.build_model("model_cnn").load_weights("model_cnn.weights.h5")
     """
     file = Path(os.fspath(path))
     if not file.name.endswith(WEIGHTS_SUFFIX):
