@@ -1,0 +1,558 @@
+"""Training parity with Keras: losses, gradients, Adam trajectories and initialisation.
+
+- The losses the seeds compile, written in torch: model_cnn's categorical
+  cross-entropy on its softmax output (Keras computes it from the softmax's
+  logits, not from clipped probabilities) and model_cifar10's sparse
+  cross-entropy from logits.
+- One backward pass from identical weights: every gradient within 1e-12 (float64).
+- Adam steps on the same real CIFAR-10 batches (32 images each, file order):
+  Keras ``train_on_batch`` with ``keras.optimizers.Adam`` against torch with
+  ``KerasAdam``; per-step losses and final weights within 1e-10 over 50 steps
+  (float64), 1e-4 relative over 20 (float32, see ``N_STEPS``).
+  ``torch.optim.Adam`` with Keras's hyperparameters must miss.
+- ``KerasAdam`` against a NumPy transcription of Keras's update and against
+  the live Keras optimizer, with and without amsgrad.
+- ``create_model``'s initialisation against Keras's, statistically.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from functools import cache
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+import torch_cnn
+from parity_tests.helpers import DTYPES, MODEL_NAMES, build_seeded_pair
+from torch_cnn.models import KerasStyleNet
+from torch_cnn.optim import (
+    KERAS_ADAM_BETA_1,
+    KERAS_ADAM_BETA_2,
+    KERAS_ADAM_EPSILON,
+    KERAS_ADAM_LEARNING_RATE,
+    KerasAdam,
+)
+from torch_cnn.porting import torch_to_keras
+
+BATCH_SIZE = 32
+# float32 trajectories are chaotic: on model_cifar10 a rounding difference of ~1e-7 tips a
+# ReLU/max-pool decision at step 22 and the runs then drift apart (rel 1e-4 by step 25, 0.1 by
+# step 50), while float64 stays within 1e-14 for all 50 steps. So float32 is held to 20 steps.
+N_STEPS = {"float64": 50, "float32": 20}
+WEIGHT_SEED = 2024
+
+GRAD_ATOL_FLOAT64 = 1e-12
+TRAJECTORY_ATOL_FLOAT64 = 1e-10
+TRAJECTORY_RTOL_FLOAT32 = 1e-4
+KERAS_EPSILON = 1e-7  # keras.config.epsilon(): the probability clip of a cross-entropy
+
+Batch = tuple[np.ndarray, np.ndarray]  # Keras's view: NHWC images, labels (one-hot or integer)
+LossFn = Callable[[KerasStyleNet, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+# ---------------------------------------------------------------------------------------------
+# The seeds' losses, in torch
+
+
+def cce_on_softmax(model: KerasStyleNet, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
+    """Keras's ``CategoricalCrossentropy()`` on model_cnn's softmax output (seed 000).
+
+    Keras's softmax tags its output with the logits (``_keras_logits``) and the
+    TensorFlow cross-entropy uses them (``tf.nn.softmax_cross_entropy_with_logits``),
+    so no probability is clipped to [1e-7, 1 - 1e-7]: this is log-softmax, batch mean.
+    """
+    return -(onehot * F.log_softmax(model.logits(x), dim=-1)).sum(dim=-1).mean()
+
+
+def clipped_cce_on_probs(
+    model: KerasStyleNet, x: torch.Tensor, onehot: torch.Tensor
+) -> torch.Tensor:
+    """What ``from_logits=False`` would compute without the logits: clipped log-probabilities."""
+    probs: torch.Tensor = model(x)
+    probs = probs / probs.sum(dim=-1, keepdim=True)
+    probs = probs.clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)
+    return -(onehot * probs.log()).sum(dim=-1).mean()
+
+
+def sparse_cce_from_logits(
+    model: KerasStyleNet, x: torch.Tensor, labels: torch.Tensor
+) -> torch.Tensor:
+    """Keras's ``SparseCategoricalCrossentropy(from_logits=True)`` on model_cifar10 (seed 001)."""
+    return F.cross_entropy(model.logits(x), labels)
+
+
+TORCH_LOSSES: dict[str, LossFn] = {
+    "model_cnn": cce_on_softmax,
+    "model_cifar10": sparse_cce_from_logits,
+}
+
+
+def keras_loss(keras: ModuleType, name: str) -> Any:
+    """The loss each seed model is compiled with (build inside the dtype scope)."""
+    if name == "model_cnn":
+        return keras.losses.CategoricalCrossentropy()
+    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+
+
+def keras_targets(name: str, labels: np.ndarray, dtype: str) -> np.ndarray:
+    """One-hot float labels for model_cnn's categorical loss, integer labels for model_cifar10."""
+    if name == "model_cnn":
+        onehot: np.ndarray = np.eye(10, dtype=dtype)[labels]
+        return onehot
+    return labels
+
+
+def to_torch_batch(images: np.ndarray, targets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """Keras's NHWC batch as the same bits in NCHW."""
+    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
+    return x, torch.from_numpy(targets)
+
+
+# ---------------------------------------------------------------------------------------------
+# Data: the first N_STEPS · BATCH_SIZE real training images, in file order, unshuffled
+
+
+@cache
+def _train_subset(cifar10_dir: Path) -> tuple[np.ndarray, np.ndarray]:
+    from torch_cnn.data import load_cifar10
+
+    train = load_cifar10(cifar10_dir).train
+    n = max(N_STEPS.values()) * BATCH_SIZE
+    images = train.images[:n].permute(0, 2, 3, 1).numpy()  # (n, 32, 32, 3) uint8
+    return np.ascontiguousarray(images), train.labels[:n].numpy()
+
+
+def train_batches(cifar10_dir: Path, name: str, dtype: str) -> list[Batch]:
+    """The batches Keras sees: images scaled as the seeds do (``astype(dtype) / 255.0``)."""
+    images, labels = _train_subset(cifar10_dir)
+    n = N_STEPS[dtype] * BATCH_SIZE
+    images, labels = images[:n], labels[:n]
+    x = images.astype(dtype) / np.asarray(255.0, dtype=dtype)
+    y = keras_targets(name, labels, dtype)
+    return [(x[i : i + BATCH_SIZE], y[i : i + BATCH_SIZE]) for i in range(0, len(x), BATCH_SIZE)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Gradients
+
+
+def grads_in_keras_layout(model: KerasStyleNet) -> list[np.ndarray]:
+    """The model's ``.grad``s, transformed as its weights would be, in Keras's weight order."""
+    grads = {name: p.grad for name, p in model.named_parameters()}
+    shadow = torch_cnn.create_model(model.name, dtype=next(model.parameters()).dtype)
+    for name, p in shadow.named_parameters():
+        g = grads[name]
+        assert g is not None, f"{model.name}: {name} has no gradient"
+        p.data = g.detach().clone()
+    return [a for layer in torch_to_keras(shadow) for a in layer]
+
+
+def keras_weights(keras_model: Any) -> list[np.ndarray]:
+    return [np.asarray(w) for w in keras_model.get_weights()]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_one_step_gradients_match_keras(keras: ModuleType, cifar10_dir: Path, name: str) -> None:
+    import tensorflow as tf
+
+    import keras_ref
+
+    keras_model, model = build_seeded_pair(keras, name, "float64", seed=WEIGHT_SEED)
+    images, targets = train_batches(cifar10_dir, name, "float64")[0]
+    with keras_ref.dtype_scope("float64"):
+        loss_obj = keras_loss(keras, name)
+        with tf.GradientTape() as tape:
+            keras_value = loss_obj(targets, keras_model(images, training=True))
+        keras_grads = tape.gradient(keras_value, keras_model.trainable_weights)
+    assert keras_value.dtype == tf.float64
+
+    model.train()
+    x, y = to_torch_batch(images, targets)
+    loss = TORCH_LOSSES[name](model, x, y)
+    loss.backward()
+    torch_grads = grads_in_keras_layout(model)
+
+    assert abs(loss.item() - float(keras_value)) <= GRAD_ATOL_FLOAT64
+    assert len(torch_grads) == len(keras_grads)
+    worst = 0.0
+    for i, (tg, kg) in enumerate(zip(torch_grads, keras_grads, strict=True)):
+        kg = np.asarray(kg)
+        assert tg.shape == kg.shape, f"{name} gradient {i}: torch {tg.shape}, Keras {kg.shape}"
+        assert np.abs(kg).max() > 1e-6, f"{name} gradient {i} is all but zero: nothing is tested"
+        worst = max(worst, float(np.abs(tg - kg).max()))
+    print(f"{name} float64 gradients: max |Δ| {worst:.3g}")
+    assert worst <= GRAD_ATOL_FLOAT64
+
+
+def test_softmax_cce_uses_logits_not_clipped_probabilities(
+    keras: ModuleType, cifar10_dir: Path
+) -> None:
+    """Saturate model_cnn's softmax: Keras's loss follows log-softmax, not the 1e-7 clip."""
+    import keras_ref
+
+    keras_model, model = build_seeded_pair(keras, "model_cnn", "float64", seed=WEIGHT_SEED)
+    kernel, bias = keras_model.layers[-1].get_weights()
+    keras_model.layers[-1].set_weights([kernel * 200.0, bias])
+    with torch.no_grad():
+        model.get_parameter("fc.weight").mul_(200.0)
+    images, targets = train_batches(cifar10_dir, "model_cnn", "float64")[0]
+    with keras_ref.dtype_scope("float64"):
+        keras_model.compile(loss=keras_loss(keras, "model_cnn"), jit_compile=False)
+        keras_value = keras_model.test_on_batch(images, targets, return_dict=True)["loss"]
+    x, y = to_torch_batch(images, targets)
+    with torch.no_grad():
+        from_logits = cce_on_softmax(model, x, y).item()
+        clipped = clipped_cce_on_probs(model, x, y).item()
+    assert clipped < from_logits - 1.0, "the batch should saturate the softmax past the clip"
+    assert abs(keras_value - from_logits) <= 1e-12 * from_logits
+    assert abs(keras_value - clipped) > 1.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Trajectories
+
+
+@cache
+def keras_trajectory(
+    keras: ModuleType, cifar10_dir: Path, name: str, dtype: str
+) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
+    """``N_STEPS[dtype]`` ``train_on_batch`` calls with Keras's Adam: losses, first and last weights."""
+    import keras_ref
+
+    keras_model, _ = build_seeded_pair(keras, name, dtype, seed=WEIGHT_SEED)
+    initial = keras_weights(keras_model)
+    with keras_ref.dtype_scope(dtype):  # floatx too: the loss and Adam's learning rate follow it
+        keras_model.compile(
+            optimizer=keras.optimizers.Adam(), loss=keras_loss(keras, name), jit_compile=False
+        )
+        losses = [
+            float(keras_model.train_on_batch(x, y, return_dict=True)["loss"])
+            for x, y in train_batches(cifar10_dir, name, dtype)
+        ]
+    return losses, initial, keras_weights(keras_model)
+
+
+def torch_trajectory(
+    keras: ModuleType,
+    cifar10_dir: Path,
+    name: str,
+    dtype: str,
+    make_optimizer: Callable[[Iterator[torch.nn.Parameter]], torch.optim.Optimizer],
+) -> tuple[list[float], list[np.ndarray]]:
+    _, model = build_seeded_pair(keras, name, dtype, seed=WEIGHT_SEED)
+    model.train()
+    optimizer = make_optimizer(model.parameters())
+    loss_fn = TORCH_LOSSES[name]
+    losses = []
+    for images, targets in train_batches(cifar10_dir, name, dtype):
+        x, y = to_torch_batch(images, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss = loss_fn(model, x, y)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    return losses, [a for layer in torch_to_keras(model) for a in layer]
+
+
+def max_abs(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
+
+
+def max_rel(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
+    """Largest |Δ| of each tensor relative to that tensor's largest |value|."""
+    return max(float(np.abs(x - y).max() / np.abs(y).max()) for x, y in zip(a, b, strict=True))
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_adam_trajectory_matches_keras(
+    keras: ModuleType, cifar10_dir: Path, name: str, dtype: str
+) -> None:
+    keras_losses, initial, keras_final = keras_trajectory(keras, cifar10_dir, name, dtype)
+    losses, final = torch_trajectory(keras, cifar10_dir, name, dtype, KerasAdam)
+    assert len(losses) == len(keras_losses) == N_STEPS[dtype]
+    moved = max_abs(initial, keras_final)
+    assert moved > 1e-2, f"{name}: Adam steps should move the weights; moved {moved:.3g}"
+    assert keras_losses[-1] < keras_losses[0], "training should lower the loss"
+
+    loss_delta = [abs(a - b) for a, b in zip(losses, keras_losses, strict=True)]
+    print(
+        f"{name} {dtype}: losses max |Δ| {max(loss_delta):.3g}, final weights max |Δ| "
+        f"{max_abs(final, keras_final):.3g}, max rel {max_rel(final, keras_final):.3g}"
+    )
+    if dtype == "float64":
+        assert max(loss_delta) <= TRAJECTORY_ATOL_FLOAT64
+        assert max_abs(final, keras_final) <= TRAJECTORY_ATOL_FLOAT64
+    else:
+        rel = [d / abs(k) for d, k in zip(loss_delta, keras_losses, strict=True)]
+        assert max(rel) <= TRAJECTORY_RTOL_FLOAT32
+        assert max_rel(final, keras_final) <= TRAJECTORY_RTOL_FLOAT32
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_torch_adam_misses_keras_trajectory(
+    keras: ModuleType, cifar10_dir: Path, name: str
+) -> None:
+    """torch.optim.Adam with Keras's hyperparameters leaves the float64 tolerance far behind."""
+    _, _, keras_final = keras_trajectory(keras, cifar10_dir, name, "float64")
+
+    def torch_adam(params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        betas = (KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2)
+        return torch.optim.Adam(params, KERAS_ADAM_LEARNING_RATE, betas, KERAS_ADAM_EPSILON)
+
+    _, final = torch_trajectory(keras, cifar10_dir, name, "float64", torch_adam)
+    miss = max_abs(final, keras_final)
+    print(f"{name} float64 torch.optim.Adam: final weights max |Δ| {miss:.3g}")
+    assert miss > 1e3 * TRAJECTORY_ATOL_FLOAT64
+
+
+# ---------------------------------------------------------------------------------------------
+# KerasAdam on a toy tensor: a NumPy transcription, the live Keras optimizer, torch's Adam
+
+TOY_STEPS = 20
+
+
+def toy_problem(dtype: str, seed: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Weights and TOY_STEPS gradients whose sizes span 1e-10 to 10, so epsilon matters for some."""
+    rng = np.random.default_rng(seed)
+    w0 = rng.normal(size=500).astype(dtype)
+    scale = 10.0 ** rng.uniform(-10, 1, size=500)
+    grads = [(rng.normal(size=500) * scale).astype(dtype) for _ in range(TOY_STEPS)]
+    return w0, grads
+
+
+def numpy_keras_adam(
+    w0: np.ndarray,
+    grads: Sequence[np.ndarray],
+    *,
+    amsgrad: bool,
+    round_betas_to_float32: bool = True,
+) -> np.ndarray:
+    """``keras.optimizers.Adam.update_step`` in NumPy, every scalar in the variable's dtype.
+
+    Keras casts β₁, β₂ with ``tf.cast(python_float, dtype)``, which goes through float32;
+    ``round_betas_to_float32=False`` is the textbook reading, for showing that this matters.
+    """
+    dt = w0.dtype.type
+    beta_1, beta_2 = KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2
+    if round_betas_to_float32:
+        b1, b2 = dt(np.float32(beta_1)), dt(np.float32(beta_2))
+    else:
+        b1, b2 = dt(beta_1), dt(beta_2)
+    w, m, v, v_hat = w0.copy(), np.zeros_like(w0), np.zeros_like(w0), np.zeros_like(w0)
+    for step, g in enumerate(grads, start=1):
+        t = dt(step)
+        alpha = dt(KERAS_ADAM_LEARNING_RATE) * np.sqrt(dt(1) - b2**t) / (dt(1) - b1**t)
+        m += (g - m) * dt(1 - beta_1)
+        v += (g * g - v) * dt(1 - beta_2)
+        denom_v = v
+        if amsgrad:
+            v_hat = np.maximum(v_hat, v)
+            denom_v = v_hat
+        w -= (m * alpha) / (np.sqrt(denom_v) + dt(KERAS_ADAM_EPSILON))
+    return w
+
+
+def run_torch_optimizer(
+    w0: np.ndarray,
+    grads: Sequence[np.ndarray],
+    make_optimizer: Callable[[list[torch.nn.Parameter]], torch.optim.Optimizer],
+) -> np.ndarray:
+    p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    optimizer = make_optimizer([p])
+    for g in grads:
+        p.grad = torch.from_numpy(g.copy())
+        optimizer.step()
+    return p.detach().numpy()
+
+
+def ulps(a: np.ndarray, b: np.ndarray) -> float:
+    """Largest |a - b| in units of b's float spacing."""
+    return float((np.abs(a - b) / np.spacing(np.abs(b))).max())
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_keras_adam_matches_numpy_reference(dtype: str, amsgrad: bool) -> None:
+    w0, grads = toy_problem(dtype)
+    expected = numpy_keras_adam(w0, grads, amsgrad=amsgrad)
+    got = run_torch_optimizer(w0, grads, lambda ps: KerasAdam(ps, amsgrad=amsgrad))
+    assert got.dtype == expected.dtype == np.dtype(dtype)
+    assert np.abs(got - w0).max() > 1e-2, "the toy steps should move the weights"
+    assert ulps(got, expected) <= 1
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+def test_keras_adam_matches_live_keras_adam(keras: ModuleType, dtype: str, amsgrad: bool) -> None:
+    import tensorflow as tf
+
+    import keras_ref
+
+    w0, grads = toy_problem(dtype, seed=1)
+    with keras_ref.dtype_scope(dtype):
+        var = keras.Variable(w0, dtype=dtype)
+        optimizer = keras.optimizers.Adam(amsgrad=amsgrad)
+        for g in grads:
+            optimizer.apply_gradients([(tf.constant(g), var)])
+    assert int(optimizer.iterations) == TOY_STEPS
+    expected = np.asarray(var)
+    got = run_torch_optimizer(w0, grads, lambda ps: KerasAdam(ps, amsgrad=amsgrad))
+    assert ulps(got, expected) <= 1
+
+
+def test_lr_dtype_matches_keras_float32_floatx(keras: ModuleType) -> None:
+    """A float64 variable under Keras's default float32 floatx: the learning rate is float32(1e-3)."""
+    import tensorflow as tf
+
+    import keras_ref
+
+    w0, grads = toy_problem("float64", seed=2)
+    with keras_ref.dtype_scope("float32"):
+        var = keras.Variable(w0, dtype="float64")
+        optimizer = keras.optimizers.Adam()
+        for g in grads:
+            optimizer.apply_gradients([(tf.constant(g), var)])
+    expected = np.asarray(var)
+    got = run_torch_optimizer(w0, grads, lambda ps: KerasAdam(ps, lr_dtype=torch.float32))
+    assert ulps(got, expected) <= 1
+    plain = run_torch_optimizer(w0, grads, KerasAdam)
+    assert np.abs(plain - expected).max() > 1e-12  # lr 1e-3 vs 0.0010000000474974513
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_keras_adam_resumes_from_state_dict(amsgrad: bool) -> None:
+    """Stopping after 8 steps and resuming from ``state_dict()`` changes nothing (step count too)."""
+    w0, grads = toy_problem("float64", seed=3)
+    straight = run_torch_optimizer(w0, grads, lambda ps: KerasAdam(ps, amsgrad=amsgrad))
+
+    p = torch.nn.Parameter(torch.from_numpy(w0.copy()))
+    first = KerasAdam([p], amsgrad=amsgrad)
+    for g in grads[:8]:
+        p.grad = torch.from_numpy(g.copy())
+        first.step()
+    second = KerasAdam([p], amsgrad=amsgrad)
+    second.load_state_dict(first.state_dict())
+    assert second.iterations == 8
+    for g in grads[8:]:
+        p.grad = torch.from_numpy(g.copy())
+        second.step()
+    assert second.iterations == TOY_STEPS
+    assert np.array_equal(p.detach().numpy(), straight)
+
+
+@pytest.mark.parametrize("amsgrad", [False, True])
+def test_torch_adam_is_not_keras_adam(amsgrad: bool) -> None:
+    """torch.optim.Adam(eps=1e-7) adds epsilon after the bias correction: small gradients part ways."""
+    w0, grads = toy_problem("float64")
+    keras_adam = numpy_keras_adam(w0, grads, amsgrad=amsgrad)
+    betas = (KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2)
+    torch_adam = run_torch_optimizer(
+        w0,
+        grads,
+        lambda ps: torch.optim.Adam(
+            ps, KERAS_ADAM_LEARNING_RATE, betas, KERAS_ADAM_EPSILON, amsgrad=amsgrad
+        ),
+    )
+    moved = np.abs(keras_adam - w0)
+    miss = np.abs(torch_adam - keras_adam)
+    print(f"torch.optim.Adam vs Keras (amsgrad={amsgrad}): max |Δ| {miss.max():.3g}")
+    assert miss.max() > 0.1 * moved.max()
+
+
+def test_float32_betas_matter() -> None:
+    """The textbook float64 betas miss Keras's float64 update by far more than rounding."""
+    w0, grads = toy_problem("float64")
+    keras_adam = numpy_keras_adam(w0, grads, amsgrad=False)
+    textbook = numpy_keras_adam(w0, grads, amsgrad=False, round_betas_to_float32=False)
+    got = run_torch_optimizer(w0, grads, KerasAdam)
+    assert ulps(got, keras_adam) <= 1
+    assert np.abs(textbook - keras_adam).max() > 1e-11
+
+
+# ---------------------------------------------------------------------------------------------
+# Initialisation: glorot_uniform kernels and zero biases, as Keras draws them
+
+INIT_SEED = 31
+STD_RTOL = 0.08  # ~4 standard errors for the smallest kernel (480 values)
+KS_LIMIT = 2.0  # √n·D of a Kolmogorov–Smirnov test against U(-limit, limit); p ≈ 0.0007
+
+
+def glorot_limit(kernel_shape: tuple[int, ...]) -> float:
+    """Keras's glorot_uniform bound √(6 / (fan_in + fan_out)) for a Keras-layout kernel."""
+    receptive = int(np.prod(kernel_shape[:-2])) if len(kernel_shape) > 2 else 1
+    fan_in = kernel_shape[-2] * receptive
+    fan_out = kernel_shape[-1] * receptive
+    return float(np.sqrt(6.0 / (fan_in + fan_out)))
+
+
+def init_problems(layers: Sequence[Sequence[np.ndarray]]) -> list[str]:
+    """How Keras-layout ``[kernel, bias]`` lists fall short of glorot_uniform + zeros."""
+    problems = []
+    for i, arrays in enumerate(layers):
+        if not arrays:
+            continue
+        kernel, bias = arrays
+        limit = glorot_limit(kernel.shape)
+        k = kernel.astype(np.float64).ravel()
+        n = k.size
+        if np.abs(k).max() > limit * (1 + 1e-6) or np.abs(k).max() < 0.95 * limit:
+            problems.append(f"layer {i}: max |w| {np.abs(k).max():.4g}, bound {limit:.4g}")
+        std = k.std()
+        if abs(std / (limit / np.sqrt(3)) - 1) > STD_RTOL:
+            problems.append(f"layer {i}: std {std:.4g}, expected {limit / np.sqrt(3):.4g}")
+        if abs(k.mean()) > 4 * std / np.sqrt(n):
+            problems.append(f"layer {i}: mean {k.mean():.3g} is not ~0")
+        u = np.sort((k + limit) / (2 * limit))
+        ks = max((np.arange(1, n + 1) / n - u).max(), (u - np.arange(n) / n).max())
+        if np.sqrt(n) * ks > KS_LIMIT:
+            problems.append(f"layer {i}: not uniform (KS √n·D = {np.sqrt(n) * ks:.2f})")
+        if np.any(bias != 0):
+            problems.append(f"layer {i}: bias is not zero (max |b| {np.abs(bias).max():.3g})")
+    return problems
+
+
+def keras_initial_weights(keras: ModuleType, name: str) -> list[list[np.ndarray]]:
+    import keras_ref
+
+    keras.utils.set_random_seed(INIT_SEED)
+    model = keras_ref.build_model(name)
+    return [
+        [np.asarray(w) for w in layer.get_weights()]
+        for layer in model.layers
+        if type(layer).__name__ != "InputLayer"
+    ]
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_initialisation_matches_keras(keras: ModuleType, name: str) -> None:
+    keras_layers = keras_initial_weights(keras, name)
+    torch.manual_seed(INIT_SEED)
+    torch_layers = torch_to_keras(torch_cnn.create_model(name))
+    assert [[a.shape for a in layer] for layer in torch_layers] == [
+        [a.shape for a in layer] for layer in keras_layers
+    ]
+    assert init_problems(keras_layers) == [], "the check itself should accept Keras's own init"
+    assert init_problems(torch_layers) == []
+    for t, k in zip(torch_layers, keras_layers, strict=True):
+        if t:
+            assert abs(t[0].std() / k[0].std() - 1) <= 2 * STD_RTOL
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_initialisation_check_catches_torch_defaults(name: str) -> None:
+    """torch's own Conv2d/Linear init (kaiming_uniform(a=√5), uniform biases) must be refused."""
+    torch.manual_seed(INIT_SEED)
+    model = torch_cnn.create_model(name)
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d | torch.nn.Linear):
+            module.reset_parameters()
+    problems = init_problems(torch_to_keras(model))
+    assert any("std" in p for p in problems)
+    assert any("bias" in p for p in problems)
