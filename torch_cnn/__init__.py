@@ -9,6 +9,7 @@ torch.Size([8, 10])
 """
 
 from torch_cnn import models as _models  # noqa: F401  (registers the seed models)
+from torch_cnn import optim
 from torch_cnn.checkpoint import CheckpointError, load, save
 from torch_cnn.porting import (
     KerasLayer,
@@ -19,20 +20,26 @@ from torch_cnn.porting import (
 )
 from torch_cnn.registry import create_model, list_models, register_model
 from torch_cnn.summary import summary
+from torch_cnn.train import EvalResult, History, evaluate, fit
 
 __version__ = "0.1.0"
 
 __all__ = [
     "CheckpointError",
+    "EvalResult",
+    "History",
     "KerasLayer",
     "KerasModelRecord",
     "PortingError",
     "__version__",
     "create_model",
+    "evaluate",
     "export_keras_weights",
+    "fit",
     "list_models",
     "load",
     "load_keras_weights",
+    "optim",
     "register_model",
     "save",
     "summary",

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 
 import torch_cnn
+from torch_cnn import cli_train, data
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -198,6 +199,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=256, help="number of images (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_compare)
+
+    cli_train.add_commands(sub)
     return parser
 
 
@@ -205,7 +208,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         status: int = args.func(args)
-    except (torch_cnn.PortingError, torch_cnn.CheckpointError, FileNotFoundError) as exc:
+    except (
+        torch_cnn.PortingError,
+        torch_cnn.CheckpointError,
+        data.Cifar10Error,
+        FileNotFoundError,
+    ) as exc:
         print(f"torch-cnn {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return status

@@ -1,0 +1,265 @@
+"""``torch-cnn train`` and ``torch-cnn evaluate``: the training recipe as two subcommands.
+
+``add_commands(subparsers)`` registers both on the ``torch-cnn`` parser (``cli.build_parser``).
+A training run writes everything it produced, with its provenance, into ``--out``:
+
+- ``history.json``: Keras's ``history.history`` (``loss``, ``accuracy``, ``val_loss``,
+  ``val_accuracy``, one value per epoch);
+- ``metrics.json``: test loss and accuracy, per-class accuracy, the confusion matrix, the
+  training time, device, versions, seed, data directory, image counts and the full config;
+- ``curves.png`` and ``confusion.png``;
+- ``model.safetensors`` (``torch_cnn.save``; ``torch_cnn.load`` reads it back);
+- ``last.pt``: the per-epoch training checkpoint that ``--resume`` continues from.
+
+Validation data: the seed notebooks as kept in ``shared/seeds`` end before their ``fit``
+call, so their validation set is not known. Like the usual Keras CIFAR-10 recipe
+(``validation_data=(X_test, y_test)``), the test split is used as validation data, so
+``val_*`` in the history are test-set numbers; ``--no-val`` turns them off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from torch_cnn import data
+from torch_cnn.checkpoint import atomic_write
+from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE
+from torch_cnn.registry import list_models
+from torch_cnn.train import (
+    CHECKPOINT_NAME,
+    EVAL_BATCH_SIZE,
+    KERAS_FIT_BATCH_SIZE,
+    EvalResult,
+    default_device,
+    evaluate,
+    fit,
+    model_from_checkpoint,
+    seeded_model,
+)
+
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+CURVES_FILE = "curves.png"
+CONFUSION_FILE = "confusion.png"
+WEIGHTS_FILE = "model.safetensors"
+DEFAULT_EPOCHS = 10
+
+
+def versions() -> dict[str, str]:
+    """The versions a result depends on: Python, torch, NumPy, torch_cnn."""
+    import torch_cnn
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "torch_cnn": torch_cnn.__version__,
+    }
+
+
+def describe_device(device: torch.device) -> str:
+    """``'cuda: NVIDIA H100 80GB HBM3'`` or ``'cpu: x86_64, 2 threads'``: what a timing ran on."""
+    if device.type == "cuda":
+        return f"cuda: {torch.cuda.get_device_name(device)}"
+    return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def _json_number(value: float) -> float | None:
+    return None if math.isnan(value) else value  # JSON has no NaN (a class with no images)
+
+
+def write_json(path: str | os.PathLike[str], obj: Mapping[str, Any]) -> None:
+    """``obj`` as indented JSON, written atomically."""
+    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
+    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def _parse_device(value: str | None) -> torch.device:
+    return torch.device(value) if value else default_device()
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from torch_cnn.checkpoint import save
+    from torch_cnn.plots import plot_confusion, plot_history
+
+    out = Path(args.out)
+    device = _parse_device(args.device)
+    root = data.resolve_data_dir(args.data_dir)
+    ds = data.load_cifar10(root)
+    model = seeded_model(args.model, args.seed)
+    config = {
+        "model": args.model,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "seed": args.seed,
+        "optimizer": f"KerasAdam(lr={KERAS_ADAM_LEARNING_RATE})",
+        "loss": "cross_entropy(logits)",
+        "validation": "none" if args.no_val else "test split",
+        "augment": args.augment,
+        "channels_last": args.channels_last,
+        "bf16": args.bf16,
+        "compile": args.compile,
+        "resume": args.resume,
+        "device": str(device),
+        "eval_batch_size": EVAL_BATCH_SIZE,
+    }
+    print(
+        f"training {args.model} for {args.epochs} epochs on {len(ds.train)} images from {root} "
+        f"({describe_device(device)}, seed {args.seed})",
+        file=sys.stderr,
+    )
+    try:
+        history = fit(
+            model,
+            ds.train,
+            None if args.no_val else ds.test,
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            seed=args.seed,
+            device=device,
+            channels_last=args.channels_last,
+            bf16=args.bf16,
+            compile=args.compile,
+            augment=args.augment,
+            checkpoint_dir=out,
+            resume=args.resume,
+        )
+    except KeyboardInterrupt:
+        print(f"interrupted: continue with the same command and --resume ({out})", file=sys.stderr)
+        return 130
+    result = evaluate(
+        model, ds.test, batch_size=EVAL_BATCH_SIZE, bf16=args.bf16, channels_last=args.channels_last
+    )
+    metrics = run_metrics(
+        result,
+        ds.classes,
+        framework="torch",
+        model=args.model,
+        seconds=sum(history.seconds),
+        epoch_seconds=history.seconds,
+        device=describe_device(device),
+        seed=args.seed,
+        data_dir=str(root),
+        num_train=len(ds.train),
+        config=config,
+    )
+    write_json(out / HISTORY_FILE, history)
+    write_json(out / METRICS_FILE, metrics)
+    plot_history(history, out / CURVES_FILE)
+    plot_confusion(result.confusion, ds.classes, out / CONFUSION_FILE, title=f"{args.model} test")
+    save(model, out / WEIGHTS_FILE)
+    files = (HISTORY_FILE, METRICS_FILE, CURVES_FILE, CONFUSION_FILE, WEIGHTS_FILE, CHECKPOINT_NAME)
+    print(
+        f"{args.model}: test_accuracy {result.accuracy:.4f}  test_loss {result.loss:.4f}  "
+        f"({result.num_samples} test images, {history.epochs} epochs, "
+        f"{sum(history.seconds):.1f}s)"
+    )
+    print(f"wrote {out}/: {', '.join(files)}")
+    return 0
+
+
+def run_metrics(
+    result: EvalResult,
+    classes: list[str],
+    *,
+    framework: str,
+    model: str,
+    seconds: float,
+    epoch_seconds: list[float],
+    device: str,
+    seed: int,
+    data_dir: str,
+    num_train: int,
+    config: Mapping[str, Any],
+    versions_: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """The ``metrics.json`` record of a run (one schema for the torch and Keras scripts)."""
+    return {
+        "framework": framework,
+        "model": model,
+        "test_loss": result.loss,
+        "test_accuracy": result.accuracy,
+        "per_class_accuracy": {
+            name: _json_number(acc)
+            for name, acc in zip(classes, result.per_class_accuracy, strict=True)
+        },
+        "confusion_matrix": result.confusion,
+        "seconds": seconds,
+        "epoch_seconds": list(epoch_seconds),
+        "device": device,
+        "versions": dict(versions_ if versions_ is not None else versions()),
+        "seed": seed,
+        "data_dir": data_dir,
+        "num_train": num_train,
+        "num_test": result.num_samples,
+        "config": dict(config),
+    }
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import torch_cnn
+
+    path = Path(args.checkpoint)
+    device = _parse_device(args.device)
+    if path.suffix == ".safetensors":
+        model = torch_cnn.load(path, device=device)
+    else:
+        model = model_from_checkpoint(path, device=device)
+    root = data.resolve_data_dir(args.data_dir)
+    test = data.load_cifar10(root).test
+    result = evaluate(model, test, batch_size=args.batch_size, device=device)
+    print(f"{model.name} from {path} on {result.num_samples} test images in {root} ({device})")
+    print(f"test_loss {result.loss:.4f}")
+    print(f"test_accuracy {result.accuracy:.4f}")
+    return 0
+
+
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register ``train`` and ``evaluate`` on a ``parser.add_subparsers()`` object."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a model on CIFAR-10 (Keras's Adam, batch 32) and write a run directory",
+        description="Train with the seeds' recipe: Adam (lr 1e-3), batch 32, shuffled every "
+        "epoch, images /255; the test split serves as validation data.",
+    )
+    p.add_argument("--model", required=True, choices=list_models())
+    p.add_argument("--data-dir", help="CIFAR-10 python-batch directory (default: CIFAR10_DIR)")
+    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="default %(default)s")
+    p.add_argument(
+        "--batch-size", type=int, default=KERAS_FIT_BATCH_SIZE, help="default %(default)s"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="weights, shuffling, augmentation (%(default)s)"
+    )
+    p.add_argument("--device", help="cpu, cuda, cuda:1, … (default: cuda when available)")
+    p.add_argument("--resume", action="store_true", help=f"continue from OUT/{CHECKPOINT_NAME}")
+    p.add_argument("--no-val", action="store_true", help="no per-epoch validation on the test set")
+    p.add_argument("--augment", action="store_true", help="random 4-pixel crops and flips")
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    p.add_argument("--out", required=True, help="run directory to write")
+    p.set_defaults(func=cmd_train)
+
+    p = subparsers.add_parser(
+        "evaluate", help="test loss and accuracy of a model.safetensors or training checkpoint"
+    )
+    p.add_argument("--checkpoint", required=True, help=f"a .safetensors file or {CHECKPOINT_NAME}")
+    p.add_argument("--data-dir", help="CIFAR-10 python-batch directory (default: CIFAR10_DIR)")
+    p.add_argument("--device", help="cpu, cuda, … (default: cuda when available)")
+    p.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help="default %(default)s")
+    p.set_defaults(func=cmd_evaluate)
+
+
+__all__ = ["add_commands", "cmd_evaluate", "cmd_train", "run_metrics", "versions"]
