@@ -5,6 +5,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
+# The CIFAR-10 sample beside this checkout, when there is one and CIFAR10_DIR is not set;
+# otherwise torch_cnn.data uses its cache directory and downloads the dataset there.
+CIFAR10_DIR ?= $(abspath $(wildcard ../shared/data/cifar-10-batches-py))
+ifneq ($(CIFAR10_DIR),)
+export CIFAR10_DIR
+endif
+
 .PHONY: demo test lint types pytest clean
 
 $(STAMP): pyproject.toml constraints.txt
