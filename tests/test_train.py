@@ -364,3 +364,33 @@ def test_cli_train_names_missing_data(tmp_path: Path, capsys: pytest.CaptureFixt
     err = capsys.readouterr().err
     assert str(empty) in err and "data_batch_1" in err
     assert not (tmp_path / "r").exists()  # nothing half-written
+
+
+def test_make_optimizer_choices() -> None:
+    from torch_cnn.cli_train import make_optimizer
+    from torch_cnn.optim import KerasAdam
+
+    params = [torch.nn.Parameter(torch.zeros(3))]
+    assert isinstance(make_optimizer("keras_adam", params, 1e-3), KerasAdam)
+    adam = make_optimizer("torch_adam", params, 2e-3)
+    assert type(adam) is torch.optim.Adam
+    assert adam.param_groups[0]["eps"] == 1e-7 and adam.param_groups[0]["lr"] == 2e-3
+    with pytest.raises(ValueError, match=r"unknown optimizer 'sgd'.*keras_adam, torch_adam"):
+        make_optimizer("sgd", params, 1e-3)
+
+
+def test_resume_refuses_another_optimizer(ds: data.Cifar10, tmp_path: Path) -> None:
+    split = _subset(ds.train, 64)
+    fit(seeded_model("model_cnn", 0), split, epochs=1, checkpoint_dir=tmp_path, progress=False)
+    model = seeded_model("model_cnn", 0)
+    opt = torch.optim.Adam(model.parameters())
+    with pytest.raises(ValueError, match=r"optimizer='KerasAdam'.*optimizer='Adam'"):
+        fit(
+            model,
+            split,
+            epochs=2,
+            optimizer=opt,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )

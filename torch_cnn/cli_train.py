@@ -54,6 +54,21 @@ CURVES_FILE = "curves.png"
 CONFUSION_FILE = "confusion.png"
 WEIGHTS_FILE = "model.safetensors"
 DEFAULT_EPOCHS = 10
+OPTIMIZERS = ("keras_adam", "torch_adam")
+
+
+def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
+    """``keras_adam``: ``torch_cnn.optim.KerasAdam`` (the default, Keras's Adam exactly);
+    ``torch_adam``: ``torch.optim.Adam`` with Keras's hyperparameters (lr, betas, eps 1e-7),
+    which puts epsilon after the bias correction (see ``torch_cnn.optim``)."""
+    from torch_cnn.optim import KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2, KERAS_ADAM_EPSILON, KerasAdam
+
+    if name == "keras_adam":
+        return KerasAdam(params, lr=lr)
+    if name == "torch_adam":
+        betas = (KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2)
+        return torch.optim.Adam(params, lr=lr, betas=betas, eps=KERAS_ADAM_EPSILON)
+    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
 def versions() -> dict[str, str]:
@@ -103,7 +118,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "seed": args.seed,
-        "optimizer": f"KerasAdam(lr={KERAS_ADAM_LEARNING_RATE})",
+        "optimizer": args.optimizer,
+        "lr": args.lr,
         "loss": "cross_entropy(logits)",
         "validation": "none" if args.no_val else "test split",
         "augment": args.augment,
@@ -126,6 +142,7 @@ def cmd_train(args: argparse.Namespace) -> int:
             None if args.no_val else ds.test,
             epochs=args.epochs,
             batch_size=args.batch_size,
+            optimizer=make_optimizer(args.optimizer, model.parameters(), args.lr),
             seed=args.seed,
             device=device,
             channels_last=args.channels_last,
@@ -242,6 +259,15 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument(
         "--seed", type=int, default=0, help="weights, shuffling, augmentation (%(default)s)"
     )
+    p.add_argument(
+        "--optimizer",
+        choices=OPTIMIZERS,
+        default="keras_adam",
+        help="keras_adam: Keras's Adam exactly (default); torch_adam: torch.optim.Adam",
+    )
+    p.add_argument(
+        "--lr", type=float, default=KERAS_ADAM_LEARNING_RATE, help="learning rate (%(default)s)"
+    )
     p.add_argument("--device", help="cpu, cuda, cuda:1, … (default: cuda when available)")
     p.add_argument("--resume", action="store_true", help=f"continue from OUT/{CHECKPOINT_NAME}")
     p.add_argument("--no-val", action="store_true", help="no per-epoch validation on the test set")
@@ -262,4 +288,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.set_defaults(func=cmd_evaluate)
 
 
-__all__ = ["add_commands", "cmd_evaluate", "cmd_train", "run_metrics", "versions"]
+__all__ = [
+    "add_commands",
+    "cmd_evaluate",
+    "cmd_train",
+    "make_optimizer",
+    "run_metrics",
+    "versions",
+]

@@ -48,7 +48,7 @@ CHECKPOINT_FORMAT = "torch_cnn.train_checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 EVAL_BATCH_SIZE = 256
 # Settings that change which numbers a resumed run computes; a checkpoint must agree on them.
-_RESUME_MUST_MATCH = ("model", "batch_size", "seed", "augment")
+_RESUME_MUST_MATCH = ("model", "batch_size", "seed", "augment", "optimizer")
 
 Data = data.Split | tuple[torch.Tensor, torch.Tensor]
 EpochCallback = Callable[[int, Mapping[str, float]], object]
