@@ -21,7 +21,14 @@ from typing import Any
 
 SCRIPTS = Path(__file__).resolve().parent
 MODELS = ("model_cnn", "model_cifar10")
-FRAMEWORKS = ("torch", "keras")
+FRAMEWORKS = ("torch", "keras", "torch_adam")  # torch_adam: train_torch.py with torch.optim.Adam
+SCRIPT = {"torch": "train_torch.py", "keras": "train_keras.py", "torch_adam": "train_torch.py"}
+EXTRA_ARGS = {"torch_adam": ["--optimizer", "torch_adam"]}
+LABEL = {
+    "torch": "torch_cnn, KerasAdam",
+    "keras": "Keras 3 on TensorFlow",
+    "torch_adam": "torch_cnn, torch.optim.Adam",
+}
 
 
 def run_dir(runs: Path, framework: str, model: str, seed: int) -> Path:
@@ -31,7 +38,8 @@ def run_dir(runs: Path, framework: str, model: str, seed: int) -> Path:
 def train(framework: str, model: str, seed: int, out: Path, args: argparse.Namespace) -> None:
     cmd = [
         sys.executable,
-        str(SCRIPTS / f"train_{framework}.py"),
+        str(SCRIPTS / SCRIPT[framework]),
+        *EXTRA_ARGS.get(framework, []),
         "--model", model,
         "--seed", str(seed),
         "--epochs", str(args.epochs),
@@ -66,26 +74,32 @@ def table(rows: list[tuple[str, str, list[dict[str, Any]]]]) -> str:
         devices = sorted({r["device"] for r in runs})
         epochs = sorted({len(r["epoch_seconds"]) for r in runs})
         lines.append(
-            f"| {model} | {framework} | {len(runs)} | {'/'.join(map(str, epochs))} | "
+            f"| {model} | {LABEL[framework]} | {len(runs)} | {'/'.join(map(str, epochs))} | "
             f"{mean_sd(acc)} | {loss:.4f} | {seconds:.1f} | {'; '.join(devices)} |"
         )
     return "\n".join(lines)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser(description: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description or __doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS))
-    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=list(FRAMEWORKS))
+    parser.add_argument("--frameworks", nargs="+", choices=FRAMEWORKS, default=["torch", "keras"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--data-dir", help="CIFAR-10 python-batch directory (default: CIFAR10_DIR)")
     parser.add_argument("--runs-dir", default="runs", help="where run directories live (runs/)")
     parser.add_argument("--no-train", action="store_true", help="only read existing runs")
-    args = parser.parse_args(argv)
+    return parser
 
+
+Rows = list[tuple[str, str, list[dict[str, Any]]]]
+
+
+def collect(args: argparse.Namespace) -> tuple[Rows, dict[str, str]]:
+    """Every (model, framework) with its runs' ``metrics.json``, training the missing ones."""
     runs_dir = Path(args.runs_dir)
-    rows: list[tuple[str, str, list[dict[str, Any]]]] = []
+    rows: Rows = []
     versions: dict[str, str] = {}
     for model in args.models:
         for framework in args.frameworks:
@@ -108,12 +122,21 @@ def main(argv: Sequence[str] | None = None) -> int:
                 else:
                     print(f"note: no run in {out}", file=sys.stderr)
             rows.append((model, framework, found))
-    print(table(rows))
+    return rows, versions
+
+
+def footer(args: argparse.Namespace, versions: dict[str, str]) -> str:
     seeds = ", ".join(map(str, args.seeds))
-    print(
-        f"\nMean ± sample sd over seeds {seeds}; "
-        + ", ".join(f"{k} {v}" for k, v in sorted(versions.items()))
+    return f"Mean ± sample sd over seeds {seeds}; " + ", ".join(
+        f"{k} {v}" for k, v in sorted(versions.items())
     )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    rows, versions = collect(args)
+    print(table(rows))
+    print(f"\n{footer(args, versions)}")
     return 0
 
 
