@@ -302,6 +302,18 @@ def _expected_count(class_name: str, config: Mapping[str, Any]) -> int | None:
     return None
 
 
+def _check_count(
+    class_name: str, config: Mapping[str, Any], arrays: Sequence[Any], where: str, desc: str
+) -> None:
+    """A layer must store as many arrays as its config says (kernel [+ bias])."""
+    want = _expected_count(class_name, config)
+    if want is not None and len(arrays) != want:
+        raise PortingError(
+            f"{where}: layer {desc} stores {len(arrays)} weight arrays; its config expects "
+            f"{want} (kernel{', bias' if want == 2 else ''})"
+        )
+
+
 def _layer_entries(config: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(config, dict):
         raise PortingError(f"{where}: the model config is a {type(config).__name__}, not a dict")
@@ -372,12 +384,7 @@ def _read_with_config(f: h5py.File, where: str, config: Mapping[str, Any]) -> Ke
                 f"{where}: layer {desc} is named {stored_name!r} in the weights but {name!r} in "
                 f"{CONFIG_FILENAME}; the archive is inconsistent"
             )
-        want = _expected_count(cls, cfg)
-        if want is not None and len(arrays) != want:
-            raise PortingError(
-                f"{where}: layer {desc} stores {len(arrays)} weight arrays; its config expects "
-                f"{want} (kernel{', bias' if want == 2 else ''})"
-            )
+        _check_count(cls, cfg, arrays, where, desc)
         layers.append(KerasLayer(name, cls, cfg, arrays))
     extra = sorted(set(layers_group.keys()) - used)
     if extra:
@@ -514,12 +521,7 @@ def _read_legacy(f: h5py.File, where: str) -> KerasModelRecord:
             _array(_child(layer_group, wn, h5py.Dataset, where), where, desc)
             for wn in _attr_list(layer_group, "weight_names")
         )
-        want = _expected_count(cls, cfg)
-        if want is not None and len(arrays) != want:
-            raise PortingError(
-                f"{where}: layer {desc} stores {len(arrays)} weight arrays; its config expects "
-                f"{want} (kernel{', bias' if want == 2 else ''})"
-            )
+        _check_count(cls, cfg, arrays, where, desc)
         layers.append(KerasLayer(name, cls, cfg, arrays))
     return KerasModelRecord(where, tuple(layers), _input_shape(config, entries))
 
