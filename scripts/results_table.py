@@ -3,7 +3,8 @@
 Runs ``train_torch.py`` and ``train_keras.py`` for every model × framework × seed into
 ``--runs-dir/<framework>-<model>-s<seed>/`` (a run whose ``metrics.json`` is already there
 is read, not rerun; ``--no-train`` only reads), then prints one table row per model and
-framework, with the seconds per run, the device and the versions beside it:
+framework, with the device and the versions beside it (each run's seconds are in its
+``metrics.json``; timings belong to the benchmark, ``torch-cnn bench``):
 
     python scripts/results_table.py --seeds 0 1 2 --epochs 10 --runs-dir runs
 """
@@ -62,20 +63,19 @@ def mean_sd(values: Sequence[float]) -> str:
 
 def table(rows: list[tuple[str, str, list[dict[str, Any]]]]) -> str:
     lines = [
-        "| model | framework | runs | epochs | test accuracy (%) | test loss | s / run | device |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- |",
+        "| model | framework | runs | epochs | test accuracy (%) | test loss | device |",
+        "| --- | --- | ---: | ---: | ---: | ---: | --- |",
     ]
     for model, framework, runs in rows:
         if not runs:
             continue
         acc = [r["test_accuracy"] for r in runs]
         loss = statistics.fmean(r["test_loss"] for r in runs)
-        seconds = statistics.fmean(r["seconds"] for r in runs)
         devices = sorted({r["device"] for r in runs})
         epochs = sorted({len(r["epoch_seconds"]) for r in runs})
         lines.append(
             f"| {model} | {LABEL[framework]} | {len(runs)} | {'/'.join(map(str, epochs))} | "
-            f"{mean_sd(acc)} | {loss:.4f} | {seconds:.1f} | {'; '.join(devices)} |"
+            f"{mean_sd(acc)} | {loss:.4f} | {'; '.join(devices)} |"
         )
     return "\n".join(lines)
 
