@@ -11,6 +11,12 @@ A training run writes everything it produced, with its provenance, into ``--out`
 - ``model.safetensors`` (``torch_cnn.save``; ``torch_cnn.load`` reads it back);
 - ``last.pt``: the per-epoch training checkpoint that ``--resume`` continues from.
 
+Several processes: ``torchrun --nproc-per-node=N -m torch_cnn train ...`` trains with
+``DistributedDataParallel`` (gloo on the CPU, nccl on CUDA with one GPU per rank; see
+``torch_cnn.distributed`` and ``train.fit``). ``--batch-size`` is then the batch of each
+rank: the global batch is N times larger. Only rank 0 prints and writes into ``--out``;
+``metrics.json`` records ``world_size`` and ``backend``.
+
 Validation data: the seed notebooks as kept in ``shared/seeds`` end before their ``fit``
 call, so their validation set is not known. Like the usual Keras CIFAR-10 recipe
 (``validation_data=(X_test, y_test)``), the test split is used as validation data, so
@@ -32,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from torch_cnn import data
+from torch_cnn import data, distributed
 from torch_cnn.checkpoint import atomic_write
 from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE
 from torch_cnn.registry import list_models
@@ -105,18 +111,31 @@ def _parse_device(value: str | None) -> torch.device:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    # One process, or one rank of a torchrun launch (then inside its process group).
+    status = distributed.run_in_process_group(
+        lambda device: _train(args, device), _parse_device(args.device)
+    )
+    return 0 if status is None else status
+
+
+def _train(args: argparse.Namespace, device: torch.device) -> int:
     from torch_cnn.checkpoint import save
     from torch_cnn.plots import plot_confusion, plot_history
 
     out = Path(args.out)
-    device = _parse_device(args.device)
-    root = data.resolve_data_dir(args.data_dir)
+    main = distributed.is_main()  # only rank 0 prints and writes files
+    world, backend = distributed.world_size(), distributed.backend()
+    with distributed.local_main_first():  # one download per machine, if it comes to that
+        root = data.resolve_data_dir(args.data_dir)
     ds = data.load_cifar10(root)
     model = seeded_model(args.model, args.seed)
     config = {
         "model": args.model,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
+        "world_size": world,
+        "global_batch_size": args.batch_size * world,
+        "backend": backend,
         "seed": args.seed,
         "optimizer": args.optimizer,
         "lr": args.lr,
@@ -130,11 +149,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         "device": str(device),
         "eval_batch_size": EVAL_BATCH_SIZE,
     }
-    print(
-        f"training {args.model} for {args.epochs} epochs on {len(ds.train)} images from {root} "
-        f"({describe_device(device)}, seed {args.seed})",
-        file=sys.stderr,
-    )
+    if main:
+        ranks = f", {world} ranks ({backend}), global batch {args.batch_size * world}"
+        print(
+            f"training {args.model} for {args.epochs} epochs on {len(ds.train)} images from "
+            f"{root} ({describe_device(device)}, seed {args.seed}"
+            f"{ranks if world > 1 else ''})",
+            file=sys.stderr,
+        )
     try:
         history = fit(
             model,
@@ -153,11 +175,17 @@ def cmd_train(args: argparse.Namespace) -> int:
             resume=args.resume,
         )
     except KeyboardInterrupt:
-        print(f"interrupted: continue with the same command and --resume ({out})", file=sys.stderr)
+        if main:
+            print(
+                f"interrupted: continue with the same command and --resume ({out})",
+                file=sys.stderr,
+            )
         return 130
-    result = evaluate(
+    result = evaluate(  # across ranks: a collective, every rank gets the whole test set's numbers
         model, ds.test, batch_size=EVAL_BATCH_SIZE, bf16=args.bf16, channels_last=args.channels_last
     )
+    if not main:
+        return 0
     metrics = run_metrics(
         result,
         ds.classes,
@@ -170,6 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         data_dir=str(root),
         num_train=len(ds.train),
         config=config,
+        world_size=world,
+        backend=backend,
     )
     write_json(out / HISTORY_FILE, history)
     write_json(out / METRICS_FILE, metrics)
@@ -200,8 +230,14 @@ def run_metrics(
     num_train: int,
     config: Mapping[str, Any],
     versions_: Mapping[str, str] | None = None,
+    world_size: int = 1,
+    backend: str | None = None,
 ) -> dict[str, Any]:
-    """The ``metrics.json`` record of a run (one schema for the torch and Keras scripts)."""
+    """The ``metrics.json`` record of a run (one schema for the torch and Keras scripts).
+
+    ``world_size`` and ``backend``: how many processes trained, over which
+    ``torch.distributed`` backend (``None`` for one process).
+    """
     return {
         "framework": framework,
         "model": model,
@@ -215,6 +251,8 @@ def run_metrics(
         "seconds": seconds,
         "epoch_seconds": list(epoch_seconds),
         "device": device,
+        "world_size": world_size,
+        "backend": backend,
         "versions": dict(versions_ if versions_ is not None else versions()),
         "seed": seed,
         "data_dir": data_dir,
@@ -254,7 +292,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--data-dir", help="CIFAR-10 python-batch directory (default: CIFAR10_DIR)")
     p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="default %(default)s")
     p.add_argument(
-        "--batch-size", type=int, default=KERAS_FIT_BATCH_SIZE, help="default %(default)s"
+        "--batch-size",
+        type=int,
+        default=KERAS_FIT_BATCH_SIZE,
+        help="images per step (per rank under torchrun: the global batch is N times this); "
+        "default %(default)s",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="weights, shuffling, augmentation (%(default)s)"

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from torch_cnn import data
+from torch_cnn import distributed as _dist  # `distributed` is fit's and evaluate's parameter
 from torch_cnn.checkpoint import CheckpointError, atomic_write
 from torch_cnn.models.base import KerasStyleNet
 from torch_cnn.registry import create_model
@@ -47,8 +48,9 @@ CHECKPOINT_NAME = "last.pt"
 CHECKPOINT_FORMAT = "torch_cnn.train_checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 EVAL_BATCH_SIZE = 256
-# Settings that change which numbers a resumed run computes; a checkpoint must agree on them.
-_RESUME_MUST_MATCH = ("model", "batch_size", "seed", "augment", "optimizer")
+# Settings that change which numbers a resumed run computes; a checkpoint must agree on them,
+# and on the global batch (batch_size × world_size; see _restore).
+_RESUME_MUST_MATCH = ("model", "seed", "augment", "optimizer")
 
 Data = data.Split | tuple[torch.Tensor, torch.Tensor]
 EpochCallback = Callable[[int, Mapping[str, float]], object]
@@ -180,6 +182,30 @@ def _memory_format(channels_last: bool) -> torch.memory_format:
     return torch.channels_last if channels_last else torch.contiguous_format
 
 
+def _use_process_group(requested: bool | None, what: str) -> bool:
+    """Whether ``fit``/``evaluate`` work across the default process group.
+
+    ``None``: when one is initialised with more than one rank. ``True``: always (a one-rank
+    group included), and it must be initialised. ``False``: never.
+    """
+    if requested is None:
+        return _dist.world_size() > 1
+    if requested and not _dist.is_initialized():
+        raise RuntimeError(
+            f"{what}(distributed=True) needs an initialised process group; received none. Start "
+            f"the script with torchrun and enter torch_cnn.distributed.process_group first."
+        )
+    return requested
+
+
+def _shard(t: torch.Tensor, world: int, rank: int) -> torch.Tensor:
+    """Rank ``rank``'s part of ``t`` split into ``world`` contiguous parts, sizes differing by at most 1.
+
+    The parts are disjoint and cover ``t`` once; with fewer rows than ranks some are empty.
+    """
+    return t.tensor_split(world)[rank]
+
+
 # ---------------------------------------------------------------------------------------------
 # Evaluation
 
@@ -193,12 +219,19 @@ def evaluate(
     device: torch.device | str | None = None,
     bf16: bool = False,
     channels_last: bool = False,
+    distributed: bool | None = None,
 ) -> EvalResult:
     """Loss, accuracy, per-class accuracy and confusion matrix of ``model`` on ``split``.
 
     The loss is the mean cross-entropy over all images, computed from logits. The model
     runs on ``device`` (moved there if it is elsewhere; default: where the model is), in eval
     mode for the duration.
+
+    With an initialised process group of more than one rank (``distributed=None``; ``True``
+    forces it, ``False`` turns it off) this is a collective: every rank must call it with the
+    same split. Each evaluates a disjoint contiguous shard, the loss sums and confusion
+    counts are all-reduced, and every rank returns the same result over the whole split,
+    each image counted exactly once.
 
     >>> model = seeded_model("model_cnn", 0)
     >>> r = evaluate(model, (torch.rand(20, 3, 32, 32), torch.arange(20) % 10))
@@ -211,15 +244,23 @@ def evaluate(
     dev = torch.device(device) if device is not None else param.device
     model.to(dev)
     x, y = as_tensors(split, dev, param.dtype)
-    if len(y) == 0:
+    n = len(y)
+    if n == 0:
         raise ValueError("evaluate needs at least one image; received an empty split")
+    across_ranks = _use_process_group(distributed, "evaluate")
+    if across_ranks:
+        world, rank = _dist.world_size(), _dist.rank()
+        x, y = _shard(x, world, rank), _shard(y, world, rank)
     fmt = _memory_format(channels_last)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     preds = []
+    # A rank whose shard is empty (fewer images than ranks) still runs its empty batch: the
+    # (0, num_classes) logits give the confusion matrix its shape.
+    batches = data.iterate_batches(x, y, batch_size, shuffle=False) if len(y) else iter([(x, y)])
     try:
-        for xb, yb in data.iterate_batches(x, y, batch_size, shuffle=False):
+        for xb, yb in batches:
             with _autocast(dev, bf16):
                 logits = model.logits(xb.contiguous(memory_format=fmt))
             logits = _at_least_float32(logits)
@@ -227,10 +268,12 @@ def evaluate(
             preds.append(logits.argmax(dim=1))
     finally:
         model.train(was_training)
-    n = len(y)
     num_classes = int(logits.shape[1])
     pred = torch.cat(preds)
     counts = torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
+    if across_ranks:
+        _dist.all_reduce_sum(loss_sum)
+        _dist.all_reduce_sum(counts)
     confusion = counts.reshape(num_classes, num_classes).cpu()
     per_class = [
         float(confusion[i, i]) / float(row_sum)
@@ -353,6 +396,22 @@ class _Progress:
 # Training
 
 
+class _LogitsModule(torch.nn.Module):
+    """``model.logits`` as a module's ``forward``: what ``DistributedDataParallel`` wraps.
+
+    DDP hooks ``forward`` only, and the training forward is ``logits`` (``model_cnn``'s
+    ``forward`` ends in a softmax). The parameters are ``model``'s own, so the optimizer
+    built on ``model.parameters()`` steps the all-reduced gradients and ``model`` ends trained.
+    """
+
+    def __init__(self, model: KerasStyleNet) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(x)
+
+
 def fit(
     model: KerasStyleNet,
     train: Data,
@@ -372,6 +431,7 @@ def fit(
     progress: bool = True,
     on_epoch_end: EpochCallback | None = None,
     on_batch_end: BatchCallback | None = None,
+    distributed: bool | None = None,
 ) -> History:
     """Train ``model`` in place, as Keras's ``model.fit(..., shuffle=True)``; returns the history.
 
@@ -400,6 +460,24 @@ def fit(
       (``epoch`` counts from 1), ``on_batch_end(epoch, batch_index)`` after each optimizer step.
     - **Progress** (``progress=True``): a tqdm bar with running loss and accuracy when stderr is
       a terminal, else one line per epoch on stderr.
+    - **Several processes** (``distributed=None``: when a process group of more than one rank
+      is initialised, see ``torch_cnn.distributed``; ``True`` forces it, ``False`` turns it
+      off). Every rank calls ``fit`` with the same data, seed and ``batch_size``, the batch
+      *per rank*: a global batch is ``batch_size × world_size`` images. The model trains
+      through ``DistributedDataParallel`` (which starts every rank from rank 0's weights).
+      Every rank draws the same permutation (and augmentation) as a single process with the
+      global batch size would, and takes its contiguous part of each global batch
+      (``Tensor.tensor_split``: disjoint, sizes differing by at most one; in a last partial
+      batch of ``m`` images, possibly none). Each rank's summed loss is scaled by
+      ``world_size / m`` before ``backward``, so DDP's average of the ranks' gradients is the
+      gradient of the mean loss over all ``m`` images: one step equals a single-process step
+      on the global batch, up to rounding. The epoch's ``loss`` and ``accuracy`` are summed
+      over ranks; validation is ``evaluate``'s collective over disjoint shards, so every rank
+      returns the same history. Only rank 0 prints progress and writes the checkpoint (the
+      ranks meet at a barrier after it). ``resume`` reads the checkpoint on rank 0 and
+      broadcasts it, so only rank 0 needs the directory; it may be resumed with another
+      world size if the global batch is unchanged (the permutation depends on that alone).
+      Callbacks run on every rank.
     """
     if epochs < 0:
         raise ValueError(f"epochs must be non-negative; received epochs={epochs}")
@@ -407,6 +485,9 @@ def fit(
         raise ValueError(f"batch_size must be positive; received batch_size={batch_size}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir to resume from")
+    across_ranks = _use_process_group(distributed, "fit")
+    world, rank = (_dist.world_size(), _dist.rank()) if across_ranks else (1, 0)
+    is_main = rank == 0
     dev = torch.device(device) if device is not None else default_device()
     dtype = _model_dtype(model)
     fmt = _memory_format(channels_last)
@@ -419,14 +500,14 @@ def fit(
     if optimizer is None:
         optimizer = default_optimizer(model.parameters())
     generator = torch.Generator().manual_seed(seed)
-    logits_fn: Callable[[torch.Tensor], torch.Tensor] = (
-        torch.compile(model.logits) if compile else model.logits
-    )
 
     config: dict[str, Any] = {
         "model": model.name,
         "epochs": epochs,
         "batch_size": batch_size,
+        "world_size": world,
+        "global_batch_size": batch_size * world,
+        "backend": _dist.backend() if across_ranks else None,
         "seed": seed,
         "augment": (
             None if augmenter is None else {"padding": augmenter.padding, "flip": augmenter.flip}
@@ -443,13 +524,23 @@ def fit(
     history = History()
     start_epoch = 0
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if resume and ckpt_path is not None and ckpt_path.is_file():
-        start_epoch = _restore(ckpt_path, config, model, optimizer, generator, history, dev)
-    elif resume and progress:
+    ckpt = _read_for_resume(ckpt_path, across_ranks) if resume and ckpt_path is not None else None
+    if ckpt is not None and ckpt_path is not None:
+        start_epoch = _restore(ckpt_path, ckpt, config, model, optimizer, generator, history, dev)
+    elif resume and progress and is_main:
         print(f"no checkpoint at {ckpt_path}; starting from epoch 1", file=sys.stderr)
 
-    steps = data.num_batches(len(y), batch_size)
-    report = _Progress(progress, epochs, steps)
+    logits_fn: Callable[[torch.Tensor], torch.Tensor] = model.logits
+    if across_ranks:
+        # Built after the restore: DDP broadcasts rank 0's weights to the other ranks.
+        logits_fn = torch.nn.parallel.DistributedDataParallel(
+            _LogitsModule(model), device_ids=[dev] if dev.type == "cuda" else None
+        )
+    if compile:
+        logits_fn = torch.compile(logits_fn)
+    global_batch = batch_size * world
+    steps = data.num_batches(len(y), global_batch)
+    report = _Progress(progress and is_main, epochs, steps)
     refresh = max(1, steps // 50)  # running values for the bar: ~50 device syncs per epoch
     model.train()
     try:
@@ -459,45 +550,75 @@ def fit(
             loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
             correct = torch.zeros((), dtype=torch.int64, device=dev)
             seen = 0
-            batches = data.iterate_batches(x, y, batch_size, generator=generator, augment=augmenter)
+            # Every rank gathers (and augments) the whole global batch, so the generator draws
+            # what a single process would, then keeps its own part (a view).
+            batches = data.iterate_batches(
+                x, y, global_batch, generator=generator, augment=augmenter
+            )
             for step, (xb, yb) in enumerate(batches):
+                m = len(yb)
+                if across_ranks:
+                    xb, yb = _shard(xb, world, rank), _shard(yb, world, rank)
                 optimizer.zero_grad(set_to_none=True)
                 with _autocast(dev, bf16):
                     logits = logits_fn(xb.contiguous(memory_format=fmt))
-                loss = F.cross_entropy(_at_least_float32(logits), yb)  # batch mean, as Keras
-                loss.backward()  # type: ignore[no-untyped-call]
+                if across_ranks:
+                    # Summed over this rank's images and scaled by world/m: DDP averages over the
+                    # ranks, so the gradient is that of the mean loss over the global batch,
+                    # whatever this rank's share of it (a last partial batch may leave it none).
+                    rank_sum = F.cross_entropy(_at_least_float32(logits), yb, reduction="sum")
+                    (rank_sum * (world / m)).backward()  # type: ignore[no-untyped-call]
+                    loss_sum += rank_sum.detach().double()
+                else:
+                    loss = F.cross_entropy(_at_least_float32(logits), yb)  # batch mean, as Keras
+                    loss.backward()  # type: ignore[no-untyped-call]
+                    loss_sum += loss.detach().double() * m
                 optimizer.step()
-                n = len(yb)
-                seen += n
-                loss_sum += loss.detach().double() * n
+                seen += len(yb)
                 correct += (logits.detach().argmax(dim=1) == yb).sum()
                 show = report.tty and (step % refresh == 0 or step == steps - 1)
-                report.update(
-                    float(loss_sum) / seen if show else None,
-                    int(correct) / seen if show else None,
+                report.update(  # across ranks: rank 0's part of the epoch so far
+                    float(loss_sum) / max(seen, 1) if show else None,
+                    int(correct) / max(seen, 1) if show else None,
                 )
                 if on_batch_end is not None:
                     on_batch_end(epoch, step)
-            logs = {"loss": float(loss_sum) / seen, "accuracy": int(correct) / seen}
+            if across_ranks:
+                totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(seen)])
+                _dist.all_reduce_sum(totals)  # counts below 2**53 stay exact in float64
+                logs = {
+                    "loss": float(totals[0] / totals[2]),
+                    "accuracy": float(totals[1] / totals[2]),
+                }
+            else:
+                logs = {"loss": float(loss_sum) / seen, "accuracy": int(correct) / seen}
             if val_xy is not None:
                 result = evaluate(
-                    model, val_xy, batch_size=batch_size, bf16=bf16, channels_last=channels_last
+                    model,
+                    val_xy,
+                    batch_size=batch_size,
+                    bf16=bf16,
+                    channels_last=channels_last,
+                    distributed=across_ranks,
                 )
                 model.train()
                 logs |= {"val_loss": result.loss, "val_accuracy": result.accuracy}
             seconds = time.perf_counter() - t0
             history.append(logs, seconds)
             if ckpt_path is not None:
-                _save_checkpoint(
-                    ckpt_path,
-                    _checkpoint_state(model, optimizer, generator, dev, epoch, history, config),
-                )
+                if is_main:
+                    _save_checkpoint(
+                        ckpt_path,
+                        _checkpoint_state(model, optimizer, generator, dev, epoch, history, config),
+                    )
+                if across_ranks:
+                    _dist.barrier()  # on_epoch_end sees the checkpoint written, on every rank
             report.end(epoch, logs, seconds)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, logs)
     except KeyboardInterrupt:
         report.close()
-        if progress and ckpt_path is not None:
+        if progress and is_main and ckpt_path is not None:
             done = history.epochs
             print(
                 f"interrupted; {ckpt_path} holds epoch {done}" if done else "interrupted",
@@ -534,8 +655,41 @@ def _checkpoint_state(
     }
 
 
+def _read_for_resume(path: Path, across_ranks: bool) -> dict[str, Any] | None:
+    """The checkpoint to resume from, or ``None`` when there is none.
+
+    Across ranks, rank 0 reads it and broadcasts it (or the reason it could not be read), so
+    every rank restores the same state, or raises the same error, even where the others do
+    not share rank 0's file system.
+    """
+    if not across_ranks:
+        return load_checkpoint(path) if path.is_file() else None
+    message: tuple[str, Any] = ("ok", None)
+    if _dist.is_main():
+        try:
+            message = ("ok", load_checkpoint(path) if path.is_file() else None)
+        except CheckpointError as exc:
+            message = ("error", str(exc))
+    kind, value = _dist.broadcast_object(message)
+    if kind == "error":
+        raise CheckpointError(value)
+    ckpt: dict[str, Any] | None = value
+    return ckpt
+
+
+def _describe_batch(config: Mapping[str, Any]) -> str:
+    world = config.get("world_size", 1)  # checkpoints from before distributed training: 1
+    if world == 1:
+        return f"batch_size={config['batch_size']}"
+    return (
+        f"batch_size={config['batch_size']} × world_size={world} "
+        f"(global batch {config['batch_size'] * world})"
+    )
+
+
 def _restore(
     path: Path,
+    ckpt: Mapping[str, Any],
     config: Mapping[str, Any],
     model: KerasStyleNet,
     optimizer: torch.optim.Optimizer,
@@ -544,7 +698,6 @@ def _restore(
     device: torch.device,
 ) -> int:
     """Load a checkpoint into the run's objects; returns the number of epochs it completed."""
-    ckpt = load_checkpoint(path)
     saved = ckpt["config"]
     for key in _RESUME_MUST_MATCH:
         if saved.get(key) != config[key]:
@@ -552,6 +705,12 @@ def _restore(
                 f"cannot resume from {path}: it was written with {key}={saved.get(key)!r}; "
                 f"received {key}={config[key]!r}"
             )
+    # The batch order depends on the global batch alone, not on how it is split into ranks.
+    if saved["batch_size"] * saved.get("world_size", 1) != config["global_batch_size"]:
+        raise CheckpointError(
+            f"cannot resume from {path}: it was written with {_describe_batch(saved)}; "
+            f"received {_describe_batch(config)}"
+        )
     model.load_state_dict(ckpt["model"], strict=True)
     optimizer.load_state_dict(ckpt["optimizer"])
     generator.set_state(ckpt["rng"]["generator"])
