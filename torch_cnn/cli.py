@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 import torch_cnn
-from torch_cnn import cli_train, data
+from torch_cnn import bench, cli_train, data
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -201,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compare)
 
     cli_train.add_commands(sub)
+    bench.add_command(sub)
     return parser
 
 

@@ -1,0 +1,437 @@
+"""The Keras side of ``torch-cnn bench``: Keras 3's own ``fit`` and ``predict``, in a process of their own.
+
+``torch_cnn.bench`` runs this file as a script, once per Keras backend::
+
+    python torch_cnn/bench_keras.py --backend tensorflow --model model_cifar10 --out keras.json
+
+so that TensorFlow's and PyTorch's thread pools never share a process and each framework's
+peak memory is its own. ``KERAS_BACKEND`` is set from ``--backend`` before Keras is imported.
+The module imports only the standard library at load time: run as a script it imports neither
+torch nor torch_cnn, and ``torch_cnn.bench`` reuses its helpers (peak RSS, throughput
+statistics, the record schema). ``import torch_cnn`` never imports it.
+
+What is measured, for each Keras ``mode`` (``default``: ``model.compile``'s defaults, which on
+TensorFlow means XLA only when a GPU is present; ``xla``: ``jit_compile=True``):
+
+- ``infer``: ``model.predict(x, batch_size=B, verbose=0)`` over ``images`` random images,
+  once per repeat, timed by the wall clock around the call.
+- ``train``: ``model.fit(x, y, batch_size=B, epochs=repeats, verbose=0)`` over ``images``
+  random images and labels (shuffled every epoch, as ``fit`` does by default); each epoch is
+  one repeat, timed by a callback from ``on_epoch_begin`` to ``on_epoch_end``. The model is
+  compiled as the seeds compile it (``keras.optimizers.Adam(1e-3)``; categorical
+  cross-entropy on one-hot labels for ``model_cnn``, sparse cross-entropy from logits for
+  ``model_cifar10``, as ``scripts/train_keras.py``) with ``metrics=["accuracy"]``.
+
+Before the timed repeats, one call on ``warmup_steps`` batches traces (and with XLA compiles)
+the step: its time is ``compile_s``. A second such call is ``warmup_s``. Neither is counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+# Every record ``torch-cnn bench --json`` writes has at least these keys.
+RECORD_KEYS = (
+    "framework",
+    "mode",
+    "model",
+    "task",
+    "batch_size",
+    "device",
+    "images_per_s",
+    "images_per_s_min",
+    "images_per_s_max",
+    "peak_memory_mb",
+)
+KERAS_BACKENDS = {"keras_tensorflow": "tensorflow", "keras_torch": "torch"}
+KERAS_MODES = {"tensorflow": ("default", "xla"), "torch": ("default",)}
+KERAS_ADAM_LEARNING_RATE = 1e-3  # the seeds' Adam(learning_rate=1e-3)
+NUM_CLASSES = 10
+IMAGE_SHAPE_NHWC = (32, 32, 3)
+_MB = 1 << 20
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared with torch_cnn.bench (standard library only)
+
+
+def throughput(seconds: Sequence[float], images: int) -> dict[str, float]:
+    """Median, min and max images/s over repeats that each processed ``images`` images.
+
+    >>> throughput([1.0, 2.0, 0.5], 100)
+    {'images_per_s': 100.0, 'images_per_s_min': 50.0, 'images_per_s_max': 200.0}
+    """
+    if not seconds or min(seconds) <= 0:
+        raise ValueError(f"need positive repeat times; received {list(seconds)}")
+    rates = sorted(images / s for s in seconds)
+    return {
+        "images_per_s": statistics.median(rates),
+        "images_per_s_min": rates[0],
+        "images_per_s_max": rates[-1],
+    }
+
+
+def _status_kb(field: str) -> float | None:
+    """A ``kB`` field of ``/proc/self/status`` (Linux), else None."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return float(line.split()[1])
+    except OSError:
+        pass
+    return None
+
+
+def rss_mb() -> float:
+    """The process's resident set size now, in MiB (0.0 where ``/proc`` is missing)."""
+    kb = _status_kb("VmRSS")
+    return kb / 1024 if kb is not None else 0.0
+
+
+class PeakRSS:
+    """The process's peak resident set size over a stretch of code, in MiB.
+
+    On Linux ``reset()`` writes ``5`` to ``/proc/self/clear_refs``, which resets the
+    high-water mark ``VmHWM`` to the current RSS, so ``peak_mb()`` is the peak since the
+    reset (``kind == "rss_peak"``). Elsewhere it falls back to ``getrusage``'s ``ru_maxrss``,
+    the peak over the process's whole life (``kind == "rss_lifetime_peak"``).
+    """
+
+    def __init__(self) -> None:
+        self.kind = "rss_lifetime_peak"
+
+    def reset(self) -> None:
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.kind = "rss_peak"
+        except OSError:
+            self.kind = "rss_lifetime_peak"
+
+    def peak_mb(self) -> float:
+        kb = _status_kb("VmHWM") if self.kind == "rss_peak" else None
+        if kb is not None:
+            return kb / 1024
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return maxrss / _MB if sys.platform == "darwin" else maxrss / 1024  # bytes vs KiB
+
+
+def record(
+    *,
+    framework: str,
+    mode: str,
+    model: str,
+    task: str,
+    batch_size: int,
+    device: str,
+    seconds: Sequence[float],
+    images_per_repeat: int,
+    peak_memory_mb: float,
+    **extra: Any,
+) -> dict[str, Any]:
+    """One benchmark record: ``RECORD_KEYS`` first, then the repeat times and ``extra``."""
+    if task not in ("train", "infer"):
+        raise ValueError(f"task must be 'train' or 'infer'; received task={task!r}")
+    rec: dict[str, Any] = {
+        "framework": framework,
+        "mode": mode,
+        "model": model,
+        "task": task,
+        "batch_size": batch_size,
+        "device": device,
+        **throughput(seconds, images_per_repeat),
+        "peak_memory_mb": round(peak_memory_mb, 1),
+        "repeats": len(seconds),
+        "images_per_repeat": images_per_repeat,
+        "seconds": [round(s, 6) for s in seconds],
+    }
+    rec.update(extra)
+    return rec
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def round_up(images: int, batch_size: int) -> int:
+    """``images`` rounded up to whole batches: no partial batch, so no second compiled shape.
+
+    >>> round_up(1000, 32), round_up(50_000, 500)
+    (1024, 50000)
+    """
+    return -(-images // batch_size) * batch_size
+
+
+# ---------------------------------------------------------------------------------------------
+# Keras
+
+
+def _compile(keras: Any, model: Any, name: str, jit_compile: bool | str) -> None:
+    """Compile as the seeds do (see ``scripts/train_keras.py``), with ``jit_compile``."""
+    optimizer = keras.optimizers.Adam(learning_rate=KERAS_ADAM_LEARNING_RATE)
+    if name == "model_cnn":  # seed 000: softmax output, one-hot labels
+        loss: Any = "categorical_crossentropy"
+    else:  # seed 001: logits
+        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
+
+
+class _Device:
+    """Where Keras runs and how its peak memory is read (RSS on the CPU, allocator peak on a GPU)."""
+
+    def __init__(self, backend: str) -> None:
+        self.backend = backend
+        self.rss = PeakRSS()
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            self.type = "cuda" if tf.config.list_physical_devices("GPU") else "cpu"
+        else:
+            import torch
+
+            self.type = "cuda" if torch.cuda.is_available() else "cpu"
+        self.memory_kind = "rss_peak" if self.type == "cpu" else "gpu_peak_allocated"
+
+    def name(self) -> str:
+        if self.type == "cpu":
+            return f"cpu: {platform.machine()}"
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            gpu = tf.config.list_physical_devices("GPU")[0]
+            details = tf.config.experimental.get_device_details(gpu)
+            return f"cuda: {details.get('device_name', gpu.name)}"
+        import torch
+
+        return f"cuda: {torch.cuda.get_device_name()}"
+
+    def reset_peak(self) -> None:
+        if self.type == "cpu":
+            self.rss.reset()
+        elif self.backend == "tensorflow":
+            import tensorflow as tf
+
+            tf.config.experimental.reset_memory_stats("GPU:0")
+        else:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_mb(self) -> float:
+        if self.type == "cpu":
+            self.memory_kind = self.rss.kind
+            return self.rss.peak_mb()
+        if self.backend == "tensorflow":
+            import tensorflow as tf
+
+            return float(tf.config.experimental.get_memory_info("GPU:0")["peak"]) / _MB
+        import torch
+
+        return torch.cuda.max_memory_allocated() / _MB
+
+
+class _EpochTimer:
+    """A Keras callback (built lazily, Keras is imported late) timing each epoch."""
+
+    @staticmethod
+    def create(keras: Any) -> Any:
+        class EpochTimer(keras.callbacks.Callback):  # type: ignore[misc]
+            def __init__(self) -> None:
+                super().__init__()
+                self.seconds: list[float] = []
+
+            def on_epoch_begin(self, epoch: int, logs: Any = None) -> None:
+                self._t0 = time.perf_counter()
+
+            def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+                self.seconds.append(time.perf_counter() - self._t0)
+
+        return EpochTimer()
+
+
+def _measure(
+    keras: Any,
+    dev: _Device,
+    args: argparse.Namespace,
+    mode: str,
+    task: str,
+    batch_size: int,
+    framework: str,
+) -> dict[str, Any]:
+    import numpy as np
+
+    import keras_ref
+
+    images = round_up(args.images, batch_size)
+    warm = min(args.warmup_steps * batch_size, images)
+    rng = np.random.default_rng(args.seed)
+    x = rng.random((images, *IMAGE_SHAPE_NHWC), dtype=np.float32)
+    labels = rng.integers(0, NUM_CLASSES, images)
+    y = keras.utils.to_categorical(labels, NUM_CLASSES) if args.model == "model_cnn" else labels
+    keras.utils.set_random_seed(args.seed)
+    model = keras_ref.build_model(args.model)
+    jit_compile: bool | str = True if mode == "xla" else "auto"
+    _compile(keras, model, args.model, jit_compile)
+
+    rss_before = rss_mb()
+    first_and_warm = []
+    for _ in range(2):  # the first call traces/compiles; the second is a plain warm-up
+        t0 = time.perf_counter()
+        if task == "train":
+            model.fit(x[:warm], y[:warm], batch_size=batch_size, epochs=1, verbose=0)
+        else:
+            model.predict(x[:warm], batch_size=batch_size, verbose=0)
+        first_and_warm.append(time.perf_counter() - t0)
+    dev.reset_peak()  # the peak over the timed repeats
+    if task == "train":
+        timer = _EpochTimer.create(keras)
+        model.fit(x, y, batch_size=batch_size, epochs=args.repeats, verbose=0, callbacks=[timer])
+        seconds = list(timer.seconds)
+    else:
+        seconds = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            model.predict(x, batch_size=batch_size, verbose=0)
+            seconds.append(time.perf_counter() - t0)
+    return record(
+        framework=framework,
+        mode=mode,
+        model=args.model,
+        task=task,
+        batch_size=batch_size,
+        device=dev.type,
+        seconds=seconds,
+        images_per_repeat=images,
+        peak_memory_mb=dev.peak_mb(),
+        memory_kind=dev.memory_kind,
+        baseline_memory_mb=round(rss_before, 1),
+        compile_s=round(first_and_warm[0], 3),
+        warmup_s=round(first_and_warm[1], 3),
+        device_name=dev.name(),
+        settings={
+            "jit_compile": jit_compile,
+            "keras_backend": args.backend,
+            "optimizer": f"keras.optimizers.Adam({KERAS_ADAM_LEARNING_RATE})",
+            "dtype": "float32",
+        },
+    )
+
+
+def _set_threads(backend: str, threads: int | None) -> dict[str, int]:
+    """Set (and report) the thread pools before the framework starts its runtime."""
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(threads)
+            tf.config.threading.set_inter_op_parallelism_threads(threads)
+        return {
+            "intra_op": tf.config.threading.get_intra_op_parallelism_threads()
+            or os.cpu_count()
+            or 0,
+            "inter_op": tf.config.threading.get_inter_op_parallelism_threads()
+            or os.cpu_count()
+            or 0,
+        }
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()}
+
+
+def _versions(backend: str, keras: Any) -> dict[str, str]:
+    import numpy as np
+
+    out = {"python": platform.python_version(), "numpy": np.__version__, "keras": keras.__version__}
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        out["tensorflow"] = tf.__version__
+    else:
+        import torch
+
+        out["torch"] = torch.__version__
+    return out
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure every (mode, task, batch size) asked for; returns ``{"records", "notes"}``."""
+    os.environ["KERAS_BACKEND"] = args.backend
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    framework = next(f for f, b in KERAS_BACKENDS.items() if b == args.backend)
+    threads = _set_threads(args.backend, args.threads)
+    import keras
+
+    if keras.backend.backend() != args.backend:
+        raise RuntimeError(f"Keras runs on {keras.backend.backend()!r}; expected {args.backend!r}")
+    dev = _Device(args.backend)
+    if dev.type != args.device:
+        note = f"{framework}: asked for {args.device}, but Keras would run on {dev.type}; skipped"
+        return {"records": [], "notes": [note]}
+    versions = _versions(args.backend, keras)
+    records = []
+    plan = [("infer", args.large_batch)] + [("train", b) for b in dict.fromkeys(args.train_batches)]
+    for mode in args.modes:
+        for task, batch_size in plan:
+            print(f"  {framework} {mode} {task} batch {batch_size}", file=sys.stderr, flush=True)
+            rec = _measure(keras, dev, args, mode, task, batch_size, framework)
+            rec["threads"] = threads
+            rec["versions"] = versions
+            records.append(rec)
+    return {"records": records, "notes": []}
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="bench_keras.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--backend", choices=sorted(KERAS_MODES), required=True)
+    p.add_argument("--model", default="model_cifar10")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--modes", type=lambda s: s.split(","), help="default: all for the backend")
+    p.add_argument("--train-batches", type=lambda s: [int(b) for b in s.split(",")], default=[32])
+    p.add_argument("--large-batch", type=int, default=256)
+    p.add_argument("--images", type=int, default=4096, help="images per repeat")
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--warmup-steps", type=int, default=5)
+    p.add_argument("--threads", type=int, help="intra-op (and TF inter-op) threads")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="JSON file to write")
+    args = p.parse_args(argv)
+    args.modes = args.modes or list(KERAS_MODES[args.backend])
+    unknown = set(args.modes) - set(KERAS_MODES[args.backend])
+    if unknown:
+        p.error(f"modes {sorted(unknown)} unknown for {args.backend}: {KERAS_MODES[args.backend]}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    result: Mapping[str, Any] = run(args)
+    atomic_write_text(args.out, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
