@@ -168,3 +168,12 @@ def test_accuracy_check_runs_both_modes(cifar10_dir: Path) -> None:
         100 * (result["fast"]["mean"] - result["parity"]["mean"])
     )
     assert result["fast_settings"]["batch_size"] == bench.LARGE_BATCH["cpu"]
+
+
+def test_fast_overrides_replace_the_batch() -> None:
+    from torch_cnn.bench import RunConfig, parse_overrides
+
+    config = RunConfig(fast_overrides=parse_overrides("batch_size=128,bf16=false"))
+    fast = config.settings("fast")
+    assert (fast.batch_size, fast.bf16, fast.channels_last) == (128, False, True)
+    assert config.settings("parity").batch_size == config.large == 256

@@ -626,7 +626,9 @@ class RunConfig:
     def settings(self, mode: str) -> Settings:
         if mode == "parity":
             return parity_settings(self.torch_device, self.large)
-        return fast_settings(self.torch_device, self.large, **self.fast_overrides)
+        # --fast batch_size=N overrides the large batch as fast mode's training batch.
+        overrides = {"batch_size": self.large, **self.fast_overrides}
+        return fast_settings(self.torch_device, **overrides)
 
 
 def measure_torch(
