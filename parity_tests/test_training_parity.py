@@ -429,7 +429,7 @@ def test_keras_adam_matches_numpy_reference(dtype: str, amsgrad: bool) -> None:
     got = run_torch_optimizer(w0, grads, lambda ps: KerasAdam(ps, amsgrad=amsgrad))
     assert got.dtype == expected.dtype == np.dtype(dtype)
     assert np.abs(got - w0).max() > 1e-2, "the toy steps should move the weights"
-    assert ulps(got, expected) <= 1
+    assert ulps(got, expected) == 0
 
 
 @pytest.mark.parametrize("amsgrad", [False, True])
@@ -448,7 +448,7 @@ def test_keras_adam_matches_live_keras_adam(keras: ModuleType, dtype: str, amsgr
     assert int(optimizer.iterations) == TOY_STEPS
     expected = np.asarray(var)
     got = run_torch_optimizer(w0, grads, lambda ps: KerasAdam(ps, amsgrad=amsgrad))
-    assert ulps(got, expected) <= 1
+    assert ulps(got, expected) == 0
 
 
 def test_lr_dtype_matches_keras_float32_floatx(keras: ModuleType) -> None:
@@ -465,7 +465,7 @@ def test_lr_dtype_matches_keras_float32_floatx(keras: ModuleType) -> None:
             optimizer.apply_gradients([(tf.constant(g), var)])
     expected = np.asarray(var)
     got = run_torch_optimizer(w0, grads, lambda ps: KerasAdam(ps, lr_dtype=torch.float32))
-    assert ulps(got, expected) <= 1
+    assert ulps(got, expected) == 0
     plain = run_torch_optimizer(w0, grads, KerasAdam)
     assert np.abs(plain - expected).max() > 1e-12  # lr 1e-3 vs 0.0010000000474974513
 
@@ -516,7 +516,7 @@ def test_float32_betas_matter() -> None:
     keras_adam = numpy_keras_adam(w0, grads, amsgrad=False)
     textbook = numpy_keras_adam(w0, grads, amsgrad=False, round_betas_to_float32=False)
     got = run_torch_optimizer(w0, grads, KerasAdam)
-    assert ulps(got, keras_adam) <= 1
+    assert ulps(got, keras_adam) == 0
     assert np.abs(textbook - keras_adam).max() > 1e-11
 
 
