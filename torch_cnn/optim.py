@@ -197,6 +197,6 @@ def _step_size(group: dict[str, Any], dtype: torch.dtype, local_step: int) -> fl
     lr_np = np_dtype(np_lr_dtype(group["lr"]))
     t_np = np_dtype(local_step)
     # tf.cast(python_float, dtype) goes through float32 (see _TF_PYTHON_FLOAT_DTYPE).
-    beta_1_power = np_dtype(np.float32(beta_1)) ** t_np
-    beta_2_power = np_dtype(np.float32(beta_2)) ** t_np
-    return float(lr_np * np.sqrt(one - beta_2_power) / (one - beta_1_power))
+    b1_power = np_dtype(np.float32(beta_1)) ** t_np
+    b2_power = np_dtype(np.float32(beta_2)) ** t_np
+    return float(lr_np * np.sqrt(one - b2_power) / (one - b1_power))
