@@ -48,6 +48,14 @@ def keras() -> ModuleType:
     return keras_module
 
 
+@pytest.fixture(scope="session")
+def keras_ref(keras: ModuleType) -> ModuleType:
+    """The Keras reference models (imported here, so test modules load without Keras)."""
+    import keras_ref as keras_ref_module
+
+    return keras_ref_module
+
+
 @pytest.fixture
 def cuda_device() -> str:
     import torch

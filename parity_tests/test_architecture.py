@@ -6,7 +6,6 @@ from types import ModuleType
 
 import pytest
 
-import keras_ref
 import torch_cnn
 
 # The seeds' numbers (the notebooks' summaries), stated once.
@@ -43,7 +42,7 @@ def torch_layers(name: str) -> list[tuple[str, tuple[int, ...], int]]:
     return rows
 
 
-def keras_layers(name: str) -> list[tuple[str, tuple[int, ...], int]]:
+def keras_layers(keras_ref: ModuleType, name: str) -> list[tuple[str, tuple[int, ...], int]]:
     model = keras_ref.build_model(name)
     return [
         (type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params())
@@ -64,14 +63,14 @@ def test_torch_total_params_match_seed(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SEED_LAYERS))
-def test_keras_layers_match_seed(keras: ModuleType, name: str) -> None:
-    assert keras_layers(name) == SEED_LAYERS[name]
+def test_keras_layers_match_seed(keras_ref: ModuleType, name: str) -> None:
+    assert keras_layers(keras_ref, name) == SEED_LAYERS[name]
     assert keras_ref.build_model(name).count_params() == SEED_TOTALS[name]
 
 
 @pytest.mark.parametrize("name", sorted(SEED_LAYERS))
-def test_torch_layers_match_keras(keras: ModuleType, name: str) -> None:
-    assert torch_layers(name) == keras_layers(name)
+def test_torch_layers_match_keras(keras_ref: ModuleType, name: str) -> None:
+    assert torch_layers(name) == keras_layers(keras_ref, name)
 
 
 def test_registry_covers_the_seeds() -> None:
@@ -79,7 +78,7 @@ def test_registry_covers_the_seeds() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(SEED_LAYERS))
-def test_summary_rows_line_up_with_keras(keras: ModuleType, name: str) -> None:
+def test_summary_rows_line_up_with_keras(keras_ref: ModuleType, name: str) -> None:
     """Our summary's rows: Keras's rows (InputLayer aside), same shapes, counts and totals."""
     lines: list[str] = []
     keras_ref.build_model(name).summary(print_fn=lambda s, **_: lines.append(s))

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import keras_ref
 import torch_cnn
 from parity_tests.helpers import MODEL_NAMES, random_images
 
@@ -23,7 +22,7 @@ def _trained_like(name: str) -> torch.nn.Module:
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_export_to_live_keras_model(keras: ModuleType, name: str) -> None:
+def test_export_to_live_keras_model(keras_ref: ModuleType, name: str) -> None:
     torch.manual_seed(0)
     model = _trained_like(name)
     keras_model = keras_ref.build_model(name)
@@ -38,7 +37,7 @@ def test_export_to_live_keras_model(keras: ModuleType, name: str) -> None:
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_export_to_file_loads_in_keras(keras: ModuleType, tmp_path: Path, name: str) -> None:
+def test_export_to_file_loads_in_keras(keras_ref: ModuleType, tmp_path: Path, name: str) -> None:
     torch.manual_seed(1)
     model = _trained_like(name)
     path = torch_cnn.export_keras_weights(model, tmp_path / "m.weights.h5")
@@ -49,7 +48,7 @@ def test_export_to_file_loads_in_keras(keras: ModuleType, tmp_path: Path, name: 
     assert np.abs(got - model(x).detach().numpy()).max() <= 1e-5
 
 
-def test_export_refuses_the_wrong_architecture(keras: ModuleType) -> None:
+def test_export_refuses_the_wrong_architecture(keras_ref: ModuleType) -> None:
     keras_model = keras_ref.build_model("model_cifar10")
     before = [w.copy() for w in keras_model.get_weights()]
     with pytest.raises(torch_cnn.PortingError, match="model_cnn"):

@@ -414,15 +414,8 @@ def test_write_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 # ------------------------------------------------------ without TensorFlow
 
 _BLOCKED_RUN = """
-import importlib.abc, json, sys
-
-class _Blocked(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name.split(".")[0] in ("tensorflow", "keras", "tf_keras"):
-            raise ImportError(f"{name} is blocked in this test")
-        return None
-
-sys.meta_path.insert(0, _Blocked())
+import json, sys
+import parity_tests.no_keras  # noqa: F401 (blocks tensorflow and keras)
 import numpy as np, torch, torch_cnn
 
 files, exts = sys.argv[1], sys.argv[2:]

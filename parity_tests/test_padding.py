@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from keras_ref import dtype_scope
 from torch_cnn.layers import Conv2dSame, create_conv2d, same_padding
 
 SIZES = (5, 6, 7, 8, 15, 16, 32)  # odd and even
@@ -38,7 +37,9 @@ def test_model_cnn_second_conv_pads_bottom_right() -> None:
 
 @pytest.mark.parametrize("explicit", [False, True], ids=["create_conv2d", "Conv2dSame"])
 @pytest.mark.parametrize(("k", "s", "d"), GRID)
-def test_conv_same_matches_keras(keras: ModuleType, k: int, s: int, d: int, explicit: bool) -> None:
+def test_conv_same_matches_keras(
+    keras: ModuleType, keras_ref: ModuleType, k: int, s: int, d: int, explicit: bool
+) -> None:
     rng = np.random.default_rng(k * 100 + s * 10 + d)
     cin, cout = 2, 3
     kernel = rng.standard_normal((k, k, cin, cout))
@@ -51,7 +52,7 @@ def test_conv_same_matches_keras(keras: ModuleType, k: int, s: int, d: int, expl
         conv.weight.copy_(torch.from_numpy(kernel.transpose(3, 2, 0, 1)))
         assert conv.bias is not None
         conv.bias.copy_(torch.from_numpy(bias))
-    with dtype_scope("float64"):
+    with keras_ref.dtype_scope("float64"):
         layer = keras.layers.Conv2D(cout, k, strides=s, padding="same", dilation_rate=d)
         layer.build((None, None, None, cin))
         layer.set_weights([kernel, bias])
