@@ -177,3 +177,42 @@ def test_fast_overrides_replace_the_batch() -> None:
     fast = config.settings("fast")
     assert (fast.batch_size, fast.bf16, fast.channels_last) == (128, False, True)
     assert config.settings("parity").batch_size == config.large == 256
+
+
+def test_fast_target_needs_the_accuracy_check() -> None:
+    records = [
+        _rec("torch_cnn", "fast", "train", 256, 9000.0),
+        _rec("keras_tensorflow", "default", "train", 32, 1000.0),
+    ]
+    unchecked = bench.target_report(records, 32)[2]
+    assert "**9.00×** (target ≥ 3×): met for speed; accuracy not checked" in unchecked
+    held = bench.target_report(records, 32, {"difference_points": -1.5})[2]
+    assert held.endswith("met, accuracy -1.50 points")
+    lost = bench.target_report(records, 32, {"difference_points": -2.5})[2]
+    assert lost.endswith("NOT met: accuracy -2.50 points")
+
+
+def test_readme_section_is_replaced_only_between_its_markers(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    before = (
+        "# x\n<!-- bench model_cnn cpu start -->\nold table\n<!-- bench model_cnn cpu end -->\n"
+        "<!-- bench model_cnn cuda start -->\ngpu\n<!-- bench model_cnn cuda end -->\n"
+    )
+    readme.write_text(before)
+    bench.write_readme_section(readme, "model_cnn cpu", "### new report\n| a |")
+    assert readme.read_text() == before.replace("old table", "### new report\n| a |")
+    with pytest.raises(ValueError, match=r"model_cifar10 cpu start.*found 0 and 0"):
+        bench.write_readme_section(readme, "model_cifar10 cpu", "x")
+    assert "new report" in readme.read_text()  # a refused write leaves the file as it was
+    assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+
+
+def test_parity_mode_forbids_tf32() -> None:
+    parity = bench.parity_settings(torch.device("cuda"))
+    fast = bench.fast_settings(torch.device("cpu"))
+    assert parity.describe("train", 32)["tf32_on_cuda"] is False
+    assert fast.describe("train", 256)["tf32_on_cuda"] is True
+    saved = torch.backends.cudnn.allow_tf32
+    with bench.tf32_allowed(False):
+        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    assert torch.backends.cudnn.allow_tf32 == saved
