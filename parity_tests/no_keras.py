@@ -1,28 +1,29 @@
-"""Make TensorFlow and Keras unimportable in this process: ``import parity_tests.no_keras``.
+"""Make TensorFlow and Keras unimportable, as on a machine without them.
 
-Also a pytest plugin (``pytest -p parity_tests.no_keras``), so the suite can be run as on a
-machine without TensorFlow (a GPU machine, a plain ``.[dev]`` install). Only tests use it.
+``install()`` in a fresh process, or ``pytest -p parity_tests.no_keras`` (a plugin that
+installs it at start-up), so the suite can be run as on a machine without TensorFlow (a GPU
+machine, a plain ``.[dev]`` install). Importing this module changes nothing by itself.
+
+A ``None`` in ``sys.modules`` is Python's own way to say "not there": ``import keras``
+raises ``ModuleNotFoundError`` and ``importlib.util.find_spec("keras")`` returns ``None``,
+as torch's probes for optional packages expect.
 """
 
 from __future__ import annotations
 
-import importlib.abc
 import sys
-from collections.abc import Sequence
-from importlib.machinery import ModuleSpec
-from types import ModuleType
+from typing import Any
 
 BLOCKED = ("tensorflow", "keras", "tf_keras")
 
 
-class _Blocked(importlib.abc.MetaPathFinder):
-    def find_spec(
-        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if name.split(".")[0] in BLOCKED:
-            raise ImportError(f"{name} is blocked in this test")
-        return None
+def install() -> None:
+    loaded = [name for name in BLOCKED if sys.modules.get(name) is not None]
+    if loaded:
+        raise RuntimeError(f"already imported, cannot be made unimportable: {loaded}")
+    for name in BLOCKED:
+        sys.modules[name] = None  # type: ignore[assignment]
 
 
-if not any(isinstance(f, _Blocked) for f in sys.meta_path):
-    sys.meta_path.insert(0, _Blocked())
+def pytest_configure(config: Any) -> None:
+    install()

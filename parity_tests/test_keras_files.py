@@ -415,7 +415,8 @@ def test_write_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 _BLOCKED_RUN = """
 import json, sys
-import parity_tests.no_keras  # noqa: F401 (blocks tensorflow and keras)
+import parity_tests.no_keras
+parity_tests.no_keras.install()  # tensorflow and keras: not installed
 import numpy as np, torch, torch_cnn
 
 files, exts = sys.argv[1], sys.argv[2:]
@@ -432,7 +433,9 @@ try:
     result["keras_importable"] = True
 except ImportError:
     result["keras_importable"] = False
-result["loaded"] = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "keras"))
+result["loaded"] = sorted(
+    m for m, mod in sys.modules.items() if mod is not None and m.split(".")[0] in ("tensorflow", "keras")
+)
 print(json.dumps({k: v for k, v in result.items() if k != "states"}))
 print(json.dumps(all(s == result["states"][0] for s in result["states"])))
 """
