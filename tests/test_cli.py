@@ -62,6 +62,34 @@ def test_port_keras_file_to_torch_and_back(
         assert torch.equal(a, b)
 
 
+def test_port_weights_file_without_layer_order_needs_model(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .weights.h5 as Keras wrote it before layer-name metadata (no groups for weightless
+    layers, no names): only --model says where its Flatten sits."""
+    import shutil
+
+    import h5py
+
+    src = tmp_path / "bare.weights.h5"
+    shutil.copy(FILES / "model_cnn.weights.h5", src)
+    with h5py.File(src, "a") as f:
+        del f["layers/flatten"], f["layers/input_layer"]
+        for group in ("conv2d", "conv2d_1", "dense"):
+            del f[f"layers/{group}/vars"].attrs["name"]
+    dst = tmp_path / "m.safetensors"
+    assert main(["port", str(src), str(dst)]) == 2
+    assert "pass layer_classes" in capsys.readouterr().err and not dst.exists()
+    assert main(["port", str(src), str(dst), "--model", "model_cnn"]) == 0
+    expected = torch_cnn.load_keras_weights(
+        torch_cnn.create_model("model_cnn"), FILES / "model_cnn.weights.h5"
+    )
+    for a, b in zip(
+        torch_cnn.load(dst).state_dict().values(), expected.state_dict().values(), strict=True
+    ):
+        assert torch.equal(a, b)
+
+
 def test_port_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert (
         main(

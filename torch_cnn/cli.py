@@ -12,6 +12,7 @@ import torch
 
 import torch_cnn
 from torch_cnn import bench, cli_train, data
+from torch_cnn.models import KerasStyleNet
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -80,6 +81,19 @@ def _is_keras_file(path: str) -> bool:
     return path.endswith(KERAS_SUFFIXES)
 
 
+def _read_keras_file(path: str, model_name: str | None) -> Any:
+    """``read_keras_file``; with ``--model``, that model's layer order places a ``.weights.h5``
+    that records none (as ``load_keras_weights`` does with the model it loads into)."""
+    from torch_cnn import keras_files
+
+    classes = None
+    if model_name:
+        model = torch_cnn.create_model(model_name, device="meta")
+        assert isinstance(model, KerasStyleNet)
+        classes = [info.keras_class for info in model.layer_table]
+    return keras_files.read_keras_file(path, layer_classes=classes)
+
+
 def _cmd_port(args: argparse.Namespace) -> int:
     """Keras file → torch checkpoint, or torch checkpoint → .weights.h5, by the extensions."""
     from torch_cnn import keras_files
@@ -87,7 +101,7 @@ def _cmd_port(args: argparse.Namespace) -> int:
 
     src, dst = str(args.src), str(args.dst)
     if _is_keras_file(src) and dst.endswith(TORCH_SUFFIXES):
-        record = keras_files.read_keras_file(src)
+        record = _read_keras_file(src, args.model)
         name = args.model or infer_model_name(record)
         model = torch_cnn.create_model(name)
         torch_cnn.load_keras_weights(model, record)
@@ -111,19 +125,23 @@ def _cmd_port(args: argparse.Namespace) -> int:
 def _cmd_compare(args: argparse.Namespace) -> int:
     """Load a Keras file with Keras, port it with torch_cnn's reader, compare every layer."""
     keras, keras_ref = _import_keras("compare")
-    from torch_cnn import keras_files
     from torch_cnn.parity import compare_with_keras
     from torch_cnn.porting import infer_model_name
 
     path = str(args.keras_file)
-    record = keras_files.read_keras_file(path)
+    record = _read_keras_file(path, args.model)
     name = args.model or infer_model_name(record)
     if path.endswith(".weights.h5"):  # weights only: the architecture comes from keras_ref
         keras_model = keras_ref.build_model(name, args.dtype)
         keras_model.load_weights(path)
     else:
-        with keras_ref.dtype_scope(args.dtype):
-            keras_model = keras.saving.load_model(path, compile=False)
+        keras_model = keras.saving.load_model(path, compile=False)
+        if args.dtype != "float32":
+            # A saved model keeps its layers' dtype policy (float32): the file's weights go
+            # into keras_ref's model of that dtype, so Keras computes in it too.
+            weights = [w.astype(args.dtype) for w in keras_model.get_weights()]
+            keras_model = keras_ref.build_model(name, args.dtype)
+            keras_model.set_weights(weights)
     dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
     model = torch_cnn.create_model(name, dtype=dtype)
     torch_cnn.load_keras_weights(model, record)
