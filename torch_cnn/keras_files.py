@@ -51,7 +51,6 @@ import json
 import math
 import os
 import re
-import secrets
 import zipfile
 import zlib
 from collections import defaultdict
@@ -64,6 +63,7 @@ import h5py
 import numpy as np
 from torch import nn
 
+from torch_cnn.checkpoint import atomic_write
 from torch_cnn.models.base import KerasStyleNet
 from torch_cnn.porting import KerasLayer, KerasModelRecord, PortingError, torch_to_keras
 
@@ -576,17 +576,14 @@ def write_weights_h5(
             f"layer_names must name each of the {len(classes)} Keras layers of {model.name!r} "
             f"({classes}). Received: {len(names)} names"
         )
-    tmp = file.with_name(f".{file.name}.{secrets.token_hex(6)}.tmp")
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # honours the umask
-    try:
+
+    def write(tmp: str) -> None:
         with h5py.File(tmp, "w") as f:
             _write_store(
                 f, api, model_name or api, input_name, zip(paths, names, weights, strict=True)
             )
-        os.replace(tmp, file)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    atomic_write(file, write)
     return file
 
 
