@@ -46,7 +46,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     ok = True
     for model in args.models:
-        if (model, "torch") not in means or (model, "keras") not in means:
+        missing = [f for f in ("torch", "keras") if (model, f) not in means]
+        if missing:  # no runs to compare is a failed check, not a passed one
+            print(f"{model}: FAIL, no {' or '.join(missing)} runs to compare")
+            ok = False
             continue
         gap = means[model, "torch"] - means[model, "keras"]
         verdict = "ok" if abs(gap) <= MAX_GAP_POINTS else "FAIL"

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import sys
 
-from torch_cnn.cli import main
+from torch_cnn.cli import build_parser, main
 
 DEFAULTS = {"--model": "model_cifar10", "--out": "runs/demo"}
 
 if __name__ == "__main__":
     argv = sys.argv[1:]
     for flag, value in DEFAULTS.items():
-        if flag not in argv:
+        if not any(a == flag or a.startswith(f"{flag}=") for a in argv):
             argv += [flag, value]
+    out = build_parser().parse_args(["train", *argv]).out  # as train itself will read it
     status = main(["train", *argv])
     if status == 0:
-        out = argv[argv.index("--out") + 1]
         print(f"plots: {out}/curves.png, {out}/confusion.png")
     sys.exit(status)
