@@ -1,11 +1,13 @@
 """Outputs after porting: every layer, real CIFAR-10 test images and seeded random inputs.
 
 float32: max |Δ| ≤ 1e-5 on every layer with 100% top-1 agreement; float64: ≤ 1e-12.
-A failure names the first layer that diverges.
+A failure names the first layer that diverges. The torch side runs on the CPU and, where
+there is one, on a GPU with TF32 off (inputs made on the CPU, then moved).
 """
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from types import ModuleType
 from typing import Any
@@ -19,11 +21,22 @@ from torch_cnn.models import KerasStyleNet
 from torch_cnn.parity import ParityReport, compare_with_keras, default_atol
 
 BATCH_SIZES = (1, 7, 256)
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
 @cache
 def _pair(keras: ModuleType, name: str, dtype: str) -> tuple[Any, KerasStyleNet]:
     return build_seeded_pair(keras, name, dtype, seed=1234)
+
+
+def _on(device: str, model: KerasStyleNet, x: torch.Tensor) -> tuple[KerasStyleNet, torch.Tensor]:
+    """The (cached) model and the input on ``device``; the cached CPU model stays where it is."""
+    if device == "cpu":
+        return model, x
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+    return copy.deepcopy(model).to(device), x.to(device)
 
 
 def _check(report: ParityReport) -> None:
@@ -33,25 +46,32 @@ def _check(report: ParityReport) -> None:
     assert report.ok
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", BATCH_SIZES)
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_random_inputs(keras: ModuleType, name: str, dtype: str, batch: int) -> None:
+def test_random_inputs(keras: ModuleType, name: str, dtype: str, batch: int, device: str) -> None:
     keras_model, model = _pair(keras, name, dtype)
-    x = random_images(batch, seed=batch, dtype=DTYPES[dtype])
+    model, x = _on(device, model, random_images(batch, seed=batch, dtype=DTYPES[dtype]))
     report = compare_with_keras(model, keras_model, x)
     assert report.atol == default_atol(DTYPES[dtype])
     _check(report)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("batch", (*BATCH_SIZES, None))
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_real_images(
-    keras: ModuleType, real_test_images: torch.Tensor, name: str, dtype: str, batch: int | None
+    keras: ModuleType,
+    real_test_images: torch.Tensor,
+    name: str,
+    dtype: str,
+    batch: int | None,
+    device: str,
 ) -> None:
     keras_model, model = _pair(keras, name, dtype)
-    x = real_test_images[:batch].to(DTYPES[dtype])
+    model, x = _on(device, model, real_test_images[:batch].to(DTYPES[dtype]))
     report = compare_with_keras(model, keras_model, x)
     assert report.n_images == (batch or len(real_test_images))
     _check(report)

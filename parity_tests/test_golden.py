@@ -6,6 +6,7 @@ The files come from ``scripts/make_golden.py``; regenerate them there.
 from __future__ import annotations
 
 from pathlib import Path
+from types import ModuleType
 
 import numpy as np
 import pytest
@@ -69,3 +70,22 @@ def test_golden_files_are_small_and_complete() -> None:
         n_layers = len(data["layer_classes"])
         for dtype in DTYPES:
             assert all(f"{dtype}_layer_{i}" in data for i in range(n_layers))
+
+
+def test_golden_files_are_current(keras: ModuleType) -> None:
+    """Keras recomputes the stored files: same seeded weights and inputs, same outputs (to
+    each dtype's parity bar). A Keras upgrade that changed them would show here."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_golden", Path(__file__).resolve().parents[1] / "scripts" / "make_golden.py"
+    )
+    assert spec is not None and spec.loader is not None
+    make_golden = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(make_golden)
+    for name in MODEL_NAMES:
+        stored = load_golden(name)
+        assert make_golden.stale_keys(stored, make_golden.golden(name)) == [], name
+        # And the check can fail: one output nudged past the float64 bar is caught.
+        nudged = dict(stored, float64_layer_0=stored["float64_layer_0"] + 1e-9)
+        assert make_golden.stale_keys(nudged, stored) == ["float64_layer_0"]
