@@ -180,7 +180,8 @@ def test_two_ranks_equal_one_process_on_the_combined_batch(
         # Cut after epoch 1 and resumed (from another init: the checkpoint wins): bit for bit.
         _assert_same(got["resumed"], got["weights"], f"rank {r} resumed")
         assert got["resumed_history"] == got["history"]
-    # Rank 0 alone wrote the checkpoints; they record the world size and backend.
+    # Rank 0 alone wrote the checkpoints (a write on rank 1 raises in the worker); they record
+    # the world size and backend.
     ckpt = load_checkpoint(tmp_path / "full" / CHECKPOINT_NAME)
     _assert_same(ckpt["model"], ranks[0]["weights"], "checkpoint")
     config = ckpt["config"]
@@ -241,8 +242,20 @@ def test_failing_rank_stops_the_run_with_its_error(tmp_path: Path) -> None:
 # The workers torchrun starts: python -m tests.test_distributed WORKER ARGS
 
 
+def _forbid_writes_off_rank_0() -> None:
+    """On ranks other than 0, any checkpoint write raises: only rank 0 may write."""
+    from torch_cnn import train
+
+    def refuse(path: Any, write: Any) -> None:
+        raise AssertionError(f"rank {distributed.rank()} tried to write {path}")
+
+    if distributed.rank() != 0:
+        train.atomic_write = refuse  # type: ignore[assignment]
+
+
 def _worker_fit(out: Path, data_dir: Path) -> None:
     def train(device: torch.device) -> None:
+        _forbid_writes_off_rank_0()
         ds = data.load_cifar10(data_dir)
         steps: list[tuple[int, int]] = []
         model, history = _float64_run(
