@@ -394,3 +394,96 @@ def test_resume_refuses_another_optimizer(ds: data.Cifar10, tmp_path: Path) -> N
             resume=True,
             progress=False,
         )
+
+
+def test_resume_refuses_another_learning_rate_or_dataset(ds: data.Cifar10, tmp_path: Path) -> None:
+    """A checkpoint's optimizer state would silently restore its own lr; other data, another
+    permutation: both would end away from the uninterrupted run, so both are refused."""
+    from torch_cnn.optim import KerasAdam
+
+    split = _subset(ds.train, 64)
+    fit(seeded_model("model_cnn", 0), split, epochs=1, checkpoint_dir=tmp_path, progress=False)
+    model = seeded_model("model_cnn", 0)
+    before = [p.detach().clone() for p in model.parameters()]
+    with pytest.raises(ValueError, match=r"optimizer_hparams=.*'lr': 0.001.*'lr': 0.5"):
+        fit(
+            model,
+            split,
+            epochs=2,
+            optimizer=KerasAdam(model.parameters(), lr=0.5),
+            checkpoint_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
+    with pytest.raises(ValueError, match="num_train=64; received num_train=96"):
+        fit(
+            model,
+            _subset(ds.train, 96),
+            epochs=2,
+            checkpoint_dir=tmp_path,
+            resume=True,
+            progress=False,
+        )
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("tty", [False, True], ids=["pipe", "terminal"])
+def test_progress_bar_in_a_terminal_lines_otherwise(
+    ds: data.Cifar10, tty: bool, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
+    # Slow batches, so that tqdm (which redraws at most every 0.1 s) shows the running values.
+    slow = {"on_batch_end": lambda epoch, batch: time.sleep(0.12)} if tty else {}
+    _run(_subset(ds.train, 96), _subset(ds.test, 32), epochs=2, progress=True, **slow)
+    err = capsys.readouterr().err
+    if tty:  # tqdm redraws one bar per epoch (\r) with running loss and accuracy
+        assert "\r" in err and "3/3" in err and "batch" in err
+        assert "loss=" in err and "accuracy=" in err
+        assert "epoch 1/2" in err and "epoch 2/2" in err and "val_accuracy" in err
+    else:  # one plain line per epoch, nothing else
+        lines = err.strip().splitlines()
+        assert [line.split("  ")[0] for line in lines] == ["epoch 1/2", "epoch 2/2"], err
+        assert all(" val_accuracy 0." in line and "\r" not in line for line in lines)
+
+
+def test_cli_ctrl_c_then_resume_equals_uninterrupted(
+    cifar10_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Ctrl-C in the middle of epoch 2: exit 130, a hint, epoch 1's checkpoint; --resume then
+    ends with the weights of a run that was never interrupted."""
+    from torch_cnn import cli_train
+
+    data_dir = _small_data_dir(cifar10_dir, tmp_path / "data")
+    common = ["--model", "model_cnn", "--data-dir", str(data_dir), "--device", "cpu"]
+    common += ["--epochs", "3", "--seed", "2", "--augment"]
+    assert _cli(["train", *common, "--out", str(tmp_path / "full")]) == 0
+
+    real_fit = cli_train.fit
+
+    def interrupted_fit(*args: Any, **kwargs: Any) -> Any:
+        def ctrl_c(epoch: int, batch: int) -> None:
+            if (epoch, batch) == (2, 3):
+                raise KeyboardInterrupt
+
+        return real_fit(*args, **kwargs, on_batch_end=ctrl_c)
+
+    cut = tmp_path / "cut"
+    monkeypatch.setattr(cli_train, "fit", interrupted_fit)
+    assert _cli(["train", *common, "--out", str(cut)]) == 130
+    assert "interrupted: continue with the same command and --resume" in capsys.readouterr().err
+    assert sorted(p.name for p in cut.iterdir()) == [CHECKPOINT_NAME]
+    assert _checkpoint(cut)["epoch"] == 1
+    monkeypatch.setattr(cli_train, "fit", real_fit)
+    assert _cli(["train", *common, "--resume", "--out", str(cut)]) == 0
+    _assert_same(
+        torch_cnn.load(tmp_path / "full" / "model.safetensors").state_dict(),
+        torch_cnn.load(cut / "model.safetensors").state_dict(),
+        "weights",
+    )
+    full_history = json.loads((tmp_path / "full" / "history.json").read_text())
+    assert json.loads((cut / "history.json").read_text()) == full_history

@@ -49,12 +49,42 @@ CHECKPOINT_FORMAT = "torch_cnn.train_checkpoint"
 CHECKPOINT_FORMAT_VERSION = 1
 EVAL_BATCH_SIZE = 256
 # Settings that change which numbers a resumed run computes; a checkpoint must agree on them,
-# and on the global batch (batch_size × world_size; see _restore).
-_RESUME_MUST_MATCH = ("model", "seed", "augment", "optimizer")
+# and on the global batch (batch_size × world_size; see _restore). A key that an older
+# checkpoint lacks is not checked.
+_RESUME_MUST_MATCH = (
+    "model",
+    "dtype",
+    "seed",
+    "augment",
+    "optimizer",
+    "optimizer_hparams",
+    "num_train",
+)
 
 Data = data.Split | tuple[torch.Tensor, torch.Tensor]
 EpochCallback = Callable[[int, Mapping[str, float]], object]
 BatchCallback = Callable[[int, int], object]
+
+
+def optimizer_hparams(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
+    """Each parameter group's hyperparameters (lr, betas, eps, ...), as plain values.
+
+    >>> from torch_cnn.optim import KerasAdam
+    >>> optimizer_hparams(KerasAdam([torch.nn.Parameter(torch.zeros(1))], lr=0.5))[0]["lr"]
+    0.5
+    """
+
+    def plain(value: Any) -> Any:
+        if value is None or isinstance(value, bool | int | float | str):
+            return value
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        return str(value)  # a torch.dtype, a tensor-valued lr
+
+    return [
+        {k: plain(v) for k, v in sorted(group.items()) if k not in ("params", "step")}
+        for group in optimizer.param_groups
+    ]
 
 
 def default_optimizer(params: Any) -> torch.optim.Optimizer:
@@ -513,6 +543,7 @@ def fit(
             None if augmenter is None else {"padding": augmenter.padding, "flip": augmenter.flip}
         ),
         "optimizer": type(optimizer).__name__,
+        "optimizer_hparams": optimizer_hparams(optimizer),
         "device": str(dev),
         "dtype": str(dtype).removeprefix("torch."),
         "channels_last": channels_last,
@@ -700,7 +731,7 @@ def _restore(
     """Load a checkpoint into the run's objects; returns the number of epochs it completed."""
     saved = ckpt["config"]
     for key in _RESUME_MUST_MATCH:
-        if saved.get(key) != config[key]:
+        if key in saved and saved[key] != config[key]:
             raise CheckpointError(  # a ValueError
                 f"cannot resume from {path}: it was written with {key}={saved.get(key)!r}; "
                 f"received {key}={config[key]!r}"
