@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from torch_cnn.layers.padding import create_conv2d
+from torch_cnn.layers.pooling import MaxPool2d
 from torch_cnn.models.base import KerasStyleNet, LayerInfo
 from torch_cnn.registry import register_model
 
@@ -118,9 +119,9 @@ class ModelCifar10(KerasStyleNet):
         f1, f2, f3 = cfg.filters
         kw: dict[str, Any] = {"device": device, "dtype": dtype}
         self.conv1 = create_conv2d(cfg.in_channels, f1, 3, **kw)  # (N, 32, 30, 30)
-        self.pool1 = nn.MaxPool2d(2)  # (N, 32, 15, 15)
+        self.pool1 = MaxPool2d(2)  # (N, 32, 15, 15)
         self.conv2 = create_conv2d(f1, f2, 3, **kw)  # (N, 64, 13, 13)
-        self.pool2 = nn.MaxPool2d(2)  # (N, 64, 6, 6): floor, as Keras 'valid'
+        self.pool2 = MaxPool2d(2)  # (N, 64, 6, 6): floor, as Keras 'valid'
         self.conv3 = create_conv2d(f2, f3, 3, **kw)  # (N, 128, 4, 4)
         self.flatten = nn.Flatten()  # (N, 2048)
         side = ((cfg.image_size - 2) // 2 - 2) // 2 - 2
