@@ -167,7 +167,7 @@ def test_accuracy_check_runs_both_modes(cifar10_dir: Path) -> None:
     assert result["difference_points"] == pytest.approx(
         100 * (result["fast"]["mean"] - result["parity"]["mean"])
     )
-    assert result["fast_settings"]["batch_size"] == bench.LARGE_BATCH["cpu"]
+    assert result["fast_settings"]["batch_size"] == config.small_batch == 32  # the recipe's
 
 
 def test_fast_overrides_replace_the_batch() -> None:
@@ -186,10 +186,16 @@ def test_fast_target_needs_the_accuracy_check() -> None:
     ]
     unchecked = bench.target_report(records, 32)[2]
     assert "**9.00×** (target ≥ 3×): met for speed; accuracy not checked" in unchecked
-    held = bench.target_report(records, 32, {"difference_points": -1.5})[2]
+    checked = {"fast_settings": {"batch_size": 256}}
+    held = bench.target_report(records, 32, {**checked, "difference_points": -1.5})[2]
     assert held.endswith("met, accuracy -1.50 points")
-    lost = bench.target_report(records, 32, {"difference_points": -2.5})[2]
+    lost = bench.target_report(records, 32, {**checked, "difference_points": -2.5})[2]
     assert lost.endswith("NOT met: accuracy -2.50 points")
+    # The speed claimed is the checked recipe's (its batch), not another row's.
+    other = bench.target_report(
+        records, 32, {"fast_settings": {"batch_size": 32}, "difference_points": 0}
+    )
+    assert other[2].startswith("- fast train (batch ?)") and other[2].endswith("not measured")
 
 
 def test_readme_section_is_replaced_only_between_its_markers(tmp_path: Path) -> None:
