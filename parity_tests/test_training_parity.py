@@ -8,10 +8,11 @@
 - Adam steps on the same real CIFAR-10 batches (32 images each, file order):
   Keras ``train_on_batch`` with ``keras.optimizers.Adam`` against torch with
   ``KerasAdam``; per-step losses and final weights within 1e-10 over 50 steps
-  (float64) and 1e-4 relative in float32: over 50 steps for model_cnn, over 20 for
-  model_cifar10, whose float32 trajectories are chaotic in Keras itself (see
-  ``FLOAT32_STEPS`` and ``test_float32_trajectories_are_chaotic_in_keras_itself``).
-  ``torch.optim.Adam`` with Keras's hyperparameters must miss.
+  (float64). In float32, losses and weights within 1e-4 relative at every step for
+  as long as Keras agrees with itself in float32: Keras compiled with XLA
+  (another order of float32 operations) is the yardstick. model_cifar10's ReLUs and
+  max-pools make float32 training chaotic, so that is fewer than 50 steps for it (see
+  ``float32_agreement``). ``torch.optim.Adam`` with Keras's hyperparameters must miss.
 - ``KerasAdam`` against a NumPy transcription of Keras's update and against
   the live Keras optimizer, with and without amsgrad.
 - ``create_model``'s initialisation against Keras's, statistically.
@@ -45,14 +46,14 @@ from torch_cnn.porting import torch_to_keras
 BATCH_SIZE = 32
 N_STEPS = 50
 # model_cifar10's float32 trajectories are chaotic: a rounding difference of ~1e-7 (TF's and
-# torch's convolutions sum in different orders) tips a ReLU/max-pool decision after ~20 steps
-# and the runs drift apart, by up to 0.3 relative in the weights by step 50. Keras does the
-# same against itself: Keras float32 against Keras float64 from the same weights drifts as far
-# (test_float32_trajectories_are_chaotic_in_keras_itself), while float64 torch and Keras
-# stay within 1e-13 for all 50 steps. So model_cifar10's float32 trajectory is held to 1e-4
-# relative over the 20 steps that float32 arithmetic determines; model_cnn (no ReLU, no
-# max-pool: smooth) is held to it over all 50.
-FLOAT32_STEPS = {"model_cnn": 50, "model_cifar10": 20}
+# torch's convolutions sum in different orders) tips a ReLU/max-pool decision after a dozen
+# or more steps and the runs drift apart, by up to 0.3 relative in the weights by step 50.
+# Keras does the same against itself: its default and XLA-compiled float32 runs from the
+# same weights and batches held 1e-4 for 11 to 27 steps over 7 starting points (torch_cnn
+# and Keras: 12 to 50), while float64 torch and Keras stay within 1e-13 for all 50 steps.
+# So no step count is chosen here: the float32 test measures how many steps Keras's XLA run
+# follows Keras (all 50 for the smooth model_cnn) and holds torch to 1e-4 over those.
+FLOAT32_MIN_AGREEMENT = 10  # fewer steps than this and the float32 test would show little
 WEIGHT_SEED = 2024
 
 GRAD_ATOL_FLOAT64 = 1e-12
@@ -136,17 +137,12 @@ def _train_subset(cifar10_dir: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.ascontiguousarray(images), train.labels[:n].numpy()
 
 
-def n_steps(name: str, dtype: str) -> int:
-    """How many Adam steps the trajectory test takes for ``name`` in ``dtype``."""
-    return FLOAT32_STEPS[name] if dtype == "float32" else N_STEPS
-
-
 def train_batches(
     cifar10_dir: Path, name: str, dtype: str, steps: int | None = None
 ) -> list[Batch]:
     """The batches Keras sees: images scaled as the seeds do (``astype(dtype) / 255.0``)."""
     images, labels = _train_subset(cifar10_dir)
-    n = (steps or n_steps(name, dtype)) * BATCH_SIZE
+    n = (steps or N_STEPS) * BATCH_SIZE
     images, labels = images[:n], labels[:n]
     x = images.astype(dtype) / np.asarray(255.0, dtype=dtype)
     y = keras_targets(name, labels, dtype)
@@ -242,7 +238,7 @@ def keras_trajectory(
     steps: int | None = None,
     seed: int = WEIGHT_SEED,
 ) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
-    """``n_steps`` ``train_on_batch`` calls with Keras's Adam: losses, first and last weights."""
+    """``steps`` (50) ``train_on_batch`` calls with Keras's Adam: losses, first and last weights."""
     import keras_ref
 
     keras_model, _ = build_seeded_pair(keras, name, dtype, seed=seed)
@@ -289,42 +285,105 @@ def max_rel(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
     return max(float(np.abs(x - y).max() / np.abs(y).max()) for x, y in zip(a, b, strict=True))
 
 
-@pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_adam_trajectory_matches_keras(
-    keras: ModuleType, cifar10_dir: Path, name: str, dtype: str
+def test_float64_adam_trajectory_matches_keras(
+    keras: ModuleType, cifar10_dir: Path, name: str
 ) -> None:
-    keras_losses, initial, keras_final = keras_trajectory(keras, cifar10_dir, name, dtype)
-    losses, final = torch_trajectory(keras, cifar10_dir, name, dtype, KerasAdam)
-    assert len(losses) == len(keras_losses) == n_steps(name, dtype)
+    keras_losses, initial, keras_final = keras_trajectory(keras, cifar10_dir, name, "float64")
+    losses, final = torch_trajectory(keras, cifar10_dir, name, "float64", KerasAdam)
+    assert len(losses) == len(keras_losses) == N_STEPS
     moved = max_abs(initial, keras_final)
     assert moved > 1e-2, f"{name}: Adam steps should move the weights; moved {moved:.3g}"
     assert keras_losses[-1] < keras_losses[0], "training should lower the loss"
-
-    loss_delta = [abs(a - b) for a, b in zip(losses, keras_losses, strict=True)]
+    loss_delta = max(abs(a - b) for a, b in zip(losses, keras_losses, strict=True))
     print(
-        f"{name} {dtype}: losses max |Δ| {max(loss_delta):.3g}, final weights max |Δ| "
+        f"{name} float64: losses max |Δ| {loss_delta:.3g}, final weights max |Δ| "
         f"{max_abs(final, keras_final):.3g}, max rel {max_rel(final, keras_final):.3g}"
     )
-    if dtype == "float64":
-        assert max(loss_delta) <= TRAJECTORY_ATOL_FLOAT64
-        assert max_abs(final, keras_final) <= TRAJECTORY_ATOL_FLOAT64
-    else:
-        rel = [d / abs(k) for d, k in zip(loss_delta, keras_losses, strict=True)]
-        assert max(rel) <= TRAJECTORY_RTOL_FLOAT32
-        assert max_rel(final, keras_final) <= TRAJECTORY_RTOL_FLOAT32
+    assert loss_delta <= TRAJECTORY_ATOL_FLOAT64
+    assert max_abs(final, keras_final) <= TRAJECTORY_ATOL_FLOAT64
+
+
+Steps = list[tuple[float, list[np.ndarray]]]  # (loss, weights in Keras layout) after each step
+
+
+def keras_float32_steps(
+    keras: ModuleType, cifar10_dir: Path, name: str, xla: bool, seed: int = WEIGHT_SEED
+) -> Steps:
+    """50 float32 ``train_on_batch`` steps, recording the loss and weights after each."""
+    import keras_ref
+
+    keras_model, _ = build_seeded_pair(keras, name, "float32", seed=seed)
+    steps = []
+    with keras_ref.dtype_scope("float32"):
+        keras_model.compile(
+            optimizer=keras.optimizers.Adam(), loss=keras_loss(keras, name), jit_compile=xla
+        )
+        for x, y in train_batches(cifar10_dir, name, "float32"):
+            loss = float(keras_model.train_on_batch(x, y, return_dict=True)["loss"])
+            steps.append((loss, keras_weights(keras_model)))
+    return steps
+
+
+def torch_float32_steps(
+    keras: ModuleType, cifar10_dir: Path, name: str, seed: int = WEIGHT_SEED
+) -> Steps:
+    _, model = build_seeded_pair(keras, name, "float32", seed=seed)
+    model.train()
+    optimizer = KerasAdam(model.parameters())
+    steps = []
+    for images, targets in train_batches(cifar10_dir, name, "float32"):
+        x, y = to_torch_batch(images, targets)
+        optimizer.zero_grad(set_to_none=True)
+        loss = TORCH_LOSSES[name](model, x, y)
+        loss.backward()
+        optimizer.step()
+        steps.append((loss.item(), [a for layer in torch_to_keras(model) for a in layer]))
+    return steps
+
+
+def float32_agreement(a: Steps, b: Steps, rtol: float = TRAJECTORY_RTOL_FLOAT32) -> int:
+    """How many leading steps ``a`` follows ``b``: losses and every weight tensor within ``rtol``
+    (relative to the loss, and to each tensor's largest |value|).
+
+    >>> w = [np.ones(3)]
+    >>> float32_agreement([(2.0, w), (2.0, w), (1.0, w)], [(2.0, w), (2.0001, w), (2.0, w)])
+    2
+    """
+    for step, ((loss_a, w_a), (loss_b, w_b)) in enumerate(zip(a, b, strict=True)):
+        if abs(loss_a - loss_b) > rtol * abs(loss_b) or max_rel(w_a, w_b) > rtol:
+            return step
+    return len(b)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_float32_adam_trajectory_matches_keras_as_far_as_keras_matches_itself(
+    keras: ModuleType, cifar10_dir: Path, name: str
+) -> None:
+    """float32: torch_cnn follows Keras to 1e-4 for every step that Keras's XLA run follows it."""
+    reference = keras_float32_steps(keras, cifar10_dir, name, xla=False)
+    yardstick = float32_agreement(
+        keras_float32_steps(keras, cifar10_dir, name, xla=True), reference
+    )
+    ours = float32_agreement(torch_float32_steps(keras, cifar10_dir, name), reference)
+    print(
+        f"{name} float32, steps within 1e-4 of Keras: torch_cnn {ours}, Keras with XLA "
+        f"{yardstick} (of {N_STEPS})"
+    )
+    assert yardstick >= FLOAT32_MIN_AGREEMENT, "Keras should agree with itself for a while"
+    assert ours >= yardstick
 
 
 def test_float32_trajectories_are_chaotic_in_keras_itself(
     keras: ModuleType, cifar10_dir: Path
 ) -> None:
-    """Why model_cifar10's float32 trajectory is compared over 20 steps, not 50.
+    """Why model_cifar10's float32 trajectory is not held to 1e-4 over all 50 steps.
 
     From the same weights and batches, Keras in float32 and Keras in float64 (the same
     arithmetic, rounded differently) part far past 1e-4 by step 50 (from this start, already
     by step 20): the ReLU/max-pool decisions amplify rounding. No float32 implementation,
     Keras's own included, can hold a 50-step float32 trajectory of model_cifar10 to 1e-4;
-    float64 torch_cnn and Keras hold it to 1e-10 (test_adam_trajectory_matches_keras).
+    float64 torch_cnn and Keras hold it to 1e-10 (test_float64_adam_trajectory_matches_keras).
     """
     name = "model_cifar10"
     losses32, _, final32 = keras_trajectory(keras, cifar10_dir, name, "float32", N_STEPS, 1)
