@@ -96,6 +96,20 @@ def build_parser(description: str | None = None) -> argparse.ArgumentParser:
 Rows = list[tuple[str, str, list[dict[str, Any]]]]
 
 
+def check_run(
+    out: Path, metrics: dict[str, Any], model: str, seed: int, args: argparse.Namespace
+) -> None:
+    """A run read from disk must be the run asked for; one that is not stops the table."""
+    config = metrics.get("config", {})
+    asked = {"model": model, "seed": seed, "epochs": args.epochs, "batch_size": args.batch_size}
+    ran = {key: config.get(key) for key in asked}
+    if ran != asked:
+        raise SystemExit(
+            f"{out} holds another run ({ran}) than the one asked for ({asked}); remove it or "
+            "choose another --runs-dir"
+        )
+
+
 def collect(args: argparse.Namespace) -> tuple[Rows, dict[str, str]]:
     """Every (model, framework) with its runs' ``metrics.json``, training the missing ones."""
     runs_dir = Path(args.runs_dir)
@@ -111,12 +125,7 @@ def collect(args: argparse.Namespace) -> tuple[Rows, dict[str, str]]:
                     train(framework, model, seed, out, args)
                 if metrics_file.is_file():
                     metrics = json.loads(metrics_file.read_text())
-                    if len(metrics["epoch_seconds"]) != args.epochs:
-                        print(
-                            f"note: {out} ran {len(metrics['epoch_seconds'])} epochs, not "
-                            f"{args.epochs}",
-                            file=sys.stderr,
-                        )
+                    check_run(out, metrics, model, seed, args)
                     found.append(metrics)
                     versions.update(metrics["versions"])
                 else:
