@@ -6,26 +6,17 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+from parity_tests.helpers import ROOT, run_python
 from tests.test_train import _small_data_dir
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "KERAS_BACKEND": "tensorflow"}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / name), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
+    env = {**os.environ, "KERAS_BACKEND": "tensorflow"}
+    return run_python(str(ROOT / "scripts" / name), *args, env=env)
 
 
 def test_both_frameworks_write_the_same_schema_and_the_table_reads_them(
@@ -63,3 +54,56 @@ def test_accuracy_parity_fails_without_runs_to_compare(tmp_path: Path) -> None:
     proc = _script("accuracy_parity.py", "--runs-dir", str(tmp_path), "--no-train", "--seeds", "0")
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "FAIL, no torch or keras runs to compare" in proc.stdout
+
+
+def _orders_seen_by_fit(
+    keras: ModuleType, fit_input: Any, epochs: int, **fit_kw: Any
+) -> list[list[int]]:
+    """The sample order each epoch of Keras's ``fit`` trains on (x holds each sample's index)."""
+    import numpy as np
+    import tensorflow as tf
+
+    seen: list[int] = []
+
+    class Recorder(keras.Model):  # type: ignore[misc]
+        def train_step(self, data: Any) -> dict[str, Any]:
+            seen.extend(int(v) for v in np.asarray(data[0]).ravel())
+            return {"loss": tf.constant(0.0)}
+
+    inputs = keras.Input((1,))
+    model = Recorder(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="adam", loss="mse", run_eagerly=True)
+    model.fit(*fit_input, epochs=epochs, verbose=0, **fit_kw)
+    n = len(seen) // epochs
+    return [seen[i * n : (i + 1) * n] for i in range(epochs)]
+
+
+def test_train_keras_reshuffles_every_epoch_where_seeded_fit_does_not(keras: ModuleType) -> None:
+    """After keras.utils.set_random_seed, fit(shuffle=True) repeats one order every epoch
+    (Keras 3.15 on TensorFlow); train_keras.py's epoch_batches draws a new one each time,
+    reproducibly, as the seeds' unseeded fit and torch_cnn.fit do."""
+    import importlib.util
+
+    import numpy as np
+
+    spec = importlib.util.spec_from_file_location(
+        "train_keras", ROOT / "scripts" / "train_keras.py"
+    )
+    assert spec is not None and spec.loader is not None
+    train_keras = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(train_keras)
+    x = np.arange(10, dtype="float32").reshape(10, 1)
+    y = np.zeros(10, dtype="float32")
+
+    keras.utils.set_random_seed(3)
+    plain = _orders_seen_by_fit(keras, (x, y), 3, batch_size=4, shuffle=True)
+    assert plain[0] == plain[1] == plain[2]  # Keras's behaviour, which the script works around
+
+    runs = []
+    for _ in range(2):
+        keras.utils.set_random_seed(3)
+        runs.append(_orders_seen_by_fit(keras, (train_keras.epoch_batches(x, y, 4, 3),), 3))
+    assert runs[0] == runs[1]  # reproducible
+    orders = runs[0]
+    assert all(sorted(o) == list(range(10)) for o in orders)  # each epoch sees every sample once
+    assert len({tuple(o) for o in orders}) == 3  # and in a new order

@@ -1,13 +1,21 @@
 """Train one seed model with Keras: the reference half of the Keras-vs-torch comparison.
 
 The same recipe and data as ``train_torch.py``: ``keras_ref``'s transcription of the seed
-model, ``Adam(learning_rate=1e-3)``, batch 32, 10 epochs, ``shuffle=True``, both splits
+model, ``Adam(learning_rate=1e-3)``, batch 32, 10 epochs, a fresh order every epoch, both splits
 divided by 255 (``keras_ref.preprocess``), the test split as ``validation_data``. The loss
 is the seeds': categorical cross-entropy on softmax outputs with one-hot labels for
 ``model_cnn`` (seed 000), ``SparseCategoricalCrossentropy(from_logits=True)`` for
 ``model_cifar10`` (seed 001). The images come from ``torch_cnn.data.load_cifar10``, so both
 frameworks read the very same arrays. Writes ``history.json`` and ``metrics.json`` into
 ``--out`` in the schema ``torch-cnn train`` uses.
+
+Shuffling: ``fit(x, y, shuffle=True)`` after ``keras.utils.set_random_seed(seed)`` (which
+this script needs, for reproducible weights) trains on *one* order in every epoch: with a
+global seed set, Keras 3.15's array adapter draws its ``tf.random.shuffle`` with the same op
+seed each epoch (the class of behaviour in tensorflow/tensorflow#35682). The seed notebooks
+set no seed, so their ``fit`` reshuffles every epoch; so does ``torch_cnn.fit``. This script
+therefore gives ``fit`` a ``tf.data`` pipeline that draws a fresh, seeded permutation of the
+indices every epoch (``epoch_batches``), and keeps the last partial batch, as ``fit`` does.
 
     python scripts/train_keras.py --model model_cnn --seed 0 --out runs/keras-model_cnn-s0
 """
@@ -63,6 +71,17 @@ def _compile(model: Any, name: str) -> tuple[Any, str]:
     return model, "SparseCategoricalCrossentropy(from_logits=True)"
 
 
+def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Any:
+    """A ``tf.data`` dataset of ``(x, y)`` batches in a new seeded order at every iteration
+    (``fit`` iterates it once per epoch); reproducible for a given ``seed``."""
+    import tensorflow as tf
+
+    n = len(x)
+    x_all, y_all = tf.constant(x), tf.constant(y)
+    order = tf.data.Dataset.range(n).shuffle(n, seed=seed, reshuffle_each_iteration=True)
+    return order.batch(batch_size).map(lambda i: (tf.gather(x_all, i), tf.gather(y_all, i)))
+
+
 def _describe_device() -> str:
     import tensorflow as tf
 
@@ -93,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         y_test_fit = y_test
 
-    keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow: weights and shuffling
+    keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow: the initial weights
     model, loss_name = _compile(keras_ref.build_model(args.model), args.model)
     timer = EpochTimer()
     print(
@@ -102,11 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=sys.stderr,
     )
     fitted = model.fit(
-        x_train,
-        y_train,
-        batch_size=args.batch_size,
+        epoch_batches(x_train, y_train, args.batch_size, args.seed),  # reshuffled every epoch
         epochs=args.epochs,
-        shuffle=True,
         validation_data=None if args.no_val else (x_test, y_test_fit),
         callbacks=[timer],
         verbose=2,
@@ -135,6 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "batch_size": args.batch_size,
         "seed": args.seed,
         "optimizer": "keras.optimizers.Adam(learning_rate=1e-3)",
+        "shuffle": "a fresh seeded permutation every epoch (tf.data, reshuffle_each_iteration)",
         "loss": loss_name,
         "validation": "none" if args.no_val else "test split",
         "eval_batch_size": EVAL_BATCH_SIZE,
