@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -10,6 +15,7 @@ import torch
 
 import torch_cnn
 
+ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAMES = torch_cnn.list_models()
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
 
@@ -52,3 +58,19 @@ def random_images(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torc
     """Seeded uniform [0, 1) images, NCHW, made on the CPU (so every device sees the same bits)."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, 32, 32, generator=g, dtype=torch.float64).to(dtype)
+
+
+def run_python(
+    *args: str, env: Mapping[str, str] | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in a fresh process at the repository root (on its ``PYTHONPATH``), in
+    ``env`` (default: this process's); the result, whatever the exit status."""
+    return subprocess.run(
+        [sys.executable, *args],
+        capture_output=True,
+        text=True,
+        env={**(os.environ if env is None else env), "PYTHONPATH": str(ROOT)},
+        cwd=ROOT,
+        timeout=timeout,
+        check=False,
+    )

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import subprocess
-import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,13 +24,12 @@ import pytest
 import torch
 
 import torch_cnn
-from parity_tests.helpers import MODEL_NAMES, random_images, seeded_keras_weights
+from parity_tests.helpers import MODEL_NAMES, random_images, run_python, seeded_keras_weights
 from torch_cnn import keras_files
 from torch_cnn.keras_files import read_keras_file, write_weights_h5
 from torch_cnn.porting import PortingError, keras_to_torch, record_from_keras_model
 
 FILES_DIR = Path(__file__).parent / "files"
-ROOT = Path(__file__).resolve().parents[1]
 FORMATS = (".keras", ".weights.h5", ".h5")
 NAMINGS = ("default", "custom")
 ATOL = 1e-5  # float32 outputs, torch against Keras
@@ -442,16 +438,7 @@ print(json.dumps(all(s == result["states"][0] for s in result["states"])))
 
 
 def test_stored_files_load_without_tensorflow() -> None:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.run(
-        [sys.executable, "-c", _BLOCKED_RUN, str(FILES_DIR), *FORMATS],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    proc = run_python("-c", _BLOCKED_RUN, str(FILES_DIR), *FORMATS, timeout=120)
     assert proc.returncode == 0, proc.stderr
     lines: Iterator[str] = iter(proc.stdout.strip().splitlines())
     result, same_state = json.loads(next(lines)), json.loads(next(lines))

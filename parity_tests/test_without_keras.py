@@ -9,24 +9,15 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from parity_tests.helpers import run_python
 
 
 def _pytest_without_keras(*args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "CI"}  # a user's machine: Keras tests skip
-    env["PYTHONPATH"] = str(ROOT)
-    return subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "parity_tests.no_keras", "-p", "no:cacheprovider",
-         "-q", "-rs", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
+    return run_python(
+        "-m", "pytest", "-p", "parity_tests.no_keras", "-p", "no:cacheprovider", "-q", "-rs",
+        *args, env=env,
     )  # fmt: skip
 
 
