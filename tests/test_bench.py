@@ -79,7 +79,7 @@ def test_keras_paths(keras: ModuleType, tmp_path: Path) -> None:
     expected = {
         (framework, mode, task, batch)
         for framework, modes in (
-            ("keras_tensorflow", ("default", "xla")),
+            ("keras_tensorflow", ("default", "xla", "multistep")),
             ("keras_torch", ("default",)),
         )
         for mode in modes

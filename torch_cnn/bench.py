@@ -17,10 +17,11 @@ for each of:
   Keras's Adam at lr 1e-3, eager), and ``model(x)`` under ``torch.inference_mode``;
 - ``torch_cnn`` / ``fast``: the options that make it fastest while accuracy holds
   (``fast_settings``: channels_last, bf16 autocast where the hardware computes in bf16,
-  fused Adam, ``torch.compile`` for inference, a whole-step CUDA graph on a GPU, a larger
-  batch with a square-root-scaled learning rate);
-- ``keras_tensorflow`` / ``default`` and ``xla``: Keras 3 on TensorFlow, ``fit`` and
-  ``predict`` (``torch_cnn/bench_keras.py``, run in a process of its own);
+  fused Adam, ``torch.compile`` for inference, a whole-step CUDA graph on a GPU; at the
+  large batch with a square-root-scaled learning rate);
+- ``keras_tensorflow`` / ``default``, ``xla`` and ``multistep``: Keras 3 on TensorFlow, ``fit``
+  and ``predict`` with compile's defaults, with XLA, and with ``steps_per_execution``
+  (``torch_cnn/bench_keras.py``, run in a process of its own);
 - ``keras_torch`` / ``default``: Keras 3 on its torch backend, in a process of its own.
 
 Each measurement runs ``warmup_steps`` batches twice first: the first call (tracing,
@@ -904,9 +905,12 @@ def _settings_text(rec: Mapping[str, Any]) -> str:
     s = rec.get("settings", {})
     if rec["framework"] != "torch_cnn":
         jit = s.get("jit_compile")
-        return (
+        text = (
             "XLA (jit_compile=True)" if jit is True else f"compile defaults (jit_compile={jit!r})"
         )
+        if s.get("steps_per_execution", 1) > 1:
+            text += f", steps_per_execution={s['steps_per_execution']}"
+        return text
     parts = ["bf16 autocast" if s.get("autocast") else "fp32"]
     if s.get("memory_format") == "channels_last":
         parts.append("channels_last")

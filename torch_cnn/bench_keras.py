@@ -11,7 +11,8 @@ torch nor torch_cnn, and ``torch_cnn.bench`` reuses its helpers (peak RSS, throu
 statistics, the record schema). ``import torch_cnn`` never imports it.
 
 What is measured, for each Keras ``mode`` (``default``: ``model.compile``'s defaults, which on
-TensorFlow means XLA only when a GPU is present; ``xla``: ``jit_compile=True``):
+TensorFlow means XLA only when a GPU is present; ``xla``: ``jit_compile=True``;
+``multistep``: the defaults with ``steps_per_execution=16``):
 
 - ``infer``: ``model.predict(x, batch_size=B, verbose=0)`` over ``images`` random images,
   once per repeat, timed by the wall clock around the call.
@@ -55,7 +56,10 @@ RECORD_KEYS = (
     "peak_memory_mb",
 )
 KERAS_BACKENDS = {"keras_tensorflow": "tensorflow", "keras_torch": "torch"}
-KERAS_MODES = {"tensorflow": ("default", "xla"), "torch": ("default",)}
+KERAS_MODES = {"tensorflow": ("default", "xla", "multistep"), "torch": ("default",)}
+# ``multistep``: compile's ``steps_per_execution``, Keras's own answer to per-step overhead at
+# small batches (this many steps per call of the compiled function).
+STEPS_PER_EXECUTION = 16
 KERAS_ADAM_LEARNING_RATE = 1e-3  # the seeds' Adam(learning_rate=1e-3)
 NUM_CLASSES = 10
 IMAGE_SHAPE_NHWC = (32, 32, 3)
@@ -188,14 +192,23 @@ def round_up(images: int, batch_size: int) -> int:
 # Keras
 
 
-def _compile(keras: Any, model: Any, name: str, jit_compile: bool | str) -> None:
-    """Compile as the seeds do (see ``scripts/train_keras.py``), with ``jit_compile``."""
+def _compile(
+    keras: Any, model: Any, name: str, jit_compile: bool | str, steps_per_execution: int = 1
+) -> None:
+    """Compile as the seeds do (see ``scripts/train_keras.py``), with ``jit_compile`` and
+    ``steps_per_execution``."""
     optimizer = keras.optimizers.Adam(learning_rate=KERAS_ADAM_LEARNING_RATE)
     if name == "model_cnn":  # seed 000: softmax output, one-hot labels
         loss: Any = "categorical_crossentropy"
     else:  # seed 001: logits
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"], jit_compile=jit_compile)
+    model.compile(
+        optimizer=optimizer,
+        loss=loss,
+        metrics=["accuracy"],
+        jit_compile=jit_compile,
+        steps_per_execution=steps_per_execution,
+    )
 
 
 class _Device:
@@ -293,7 +306,8 @@ def _measure(
     keras.utils.set_random_seed(args.seed)
     model = keras_ref.build_model(args.model)
     jit_compile: bool | str = True if mode == "xla" else "auto"
-    _compile(keras, model, args.model, jit_compile)
+    steps_per_execution = STEPS_PER_EXECUTION if mode == "multistep" else 1
+    _compile(keras, model, args.model, jit_compile, steps_per_execution)
 
     rss_before = rss_mb()
     first_and_warm = []
@@ -332,6 +346,7 @@ def _measure(
         device_name=dev.name(),
         settings={
             "jit_compile": jit_compile,
+            "steps_per_execution": steps_per_execution,
             "keras_backend": args.backend,
             "optimizer": f"keras.optimizers.Adam({KERAS_ADAM_LEARNING_RATE})",
             "dtype": "float32",
