@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     fitted = model.fit(
         epoch_batches(x_train, y_train, args.batch_size, args.seed),  # reshuffled every epoch
         epochs=args.epochs,
+        shuffle=False,  # the dataset draws its own order; fit would only warn
         validation_data=None if args.no_val else (x_test, y_test_fit),
         callbacks=[timer],
         verbose=2,
