@@ -1,4 +1,5 @@
-"""``torch_cnn.fit`` against Keras's own ``model.fit``: one epoch, float64, the same batches.
+"""``torch_cnn.fit`` against Keras's own ``model.fit``: one epoch of 50 steps, float64, the same
+batches: torch_cnn's own training step (loss from logits, ``KerasAdam``) over a trajectory.
 
 Both start from the same seeded weights. torch's ``fit`` draws its epoch permutation from
 ``torch.Generator().manual_seed(seed)``; Keras is given the training images already in that
@@ -26,7 +27,7 @@ from torch_cnn.data import load_cifar10
 from torch_cnn.porting import torch_to_keras
 from torch_cnn.train import fit
 
-N_TRAIN = 32 * 12 + 13  # 12 full batches and a partial one of 13 images
+N_TRAIN = 32 * 49 + 13  # 49 full batches and a partial one of 13 images: 50 steps
 N_VAL = 200
 SHUFFLE_SEED = 7
 WEIGHT_SEED = 11
