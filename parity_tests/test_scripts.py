@@ -108,3 +108,12 @@ def test_train_keras_reshuffles_every_epoch_where_seeded_fit_does_not(keras: Mod
     orders = runs[0]
     assert all(sorted(o) == list(range(10)) for o in orders)  # each epoch sees every sample once
     assert len({tuple(o) for o in orders}) == 3  # and in a new order
+
+
+def test_training_scripts_name_a_missing_data_directory(keras: ModuleType, tmp_path: Path) -> None:
+    for script in ("train_torch.py", "train_keras.py"):
+        args = ["--model", "model_cnn", "--data-dir", str(tmp_path / "nowhere")]
+        proc = _script(script, *args, "--out", str(tmp_path / "run"))
+        assert proc.returncode == 2, (script, proc.stderr[-2000:])
+        assert f"error: CIFAR-10 directory {tmp_path / 'nowhere'} does not exist" in proc.stderr
+        assert "Traceback" not in proc.stderr and not (tmp_path / "run").exists()

@@ -102,8 +102,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
 
-    root = data.resolve_data_dir(args.data_dir)
-    ds = data.load_cifar10(root)
+    try:
+        root = data.resolve_data_dir(args.data_dir)
+        ds = data.load_cifar10(root)
+    except data.Cifar10Error as exc:  # one line, as torch-cnn train says it
+        print(f"train_keras.py: error: {exc}", file=sys.stderr)
+        return 2
     x_train, x_test = _nhwc(ds.train.images), _nhwc(ds.test.images)
     y_train, y_test = ds.train.labels.numpy(), ds.test.labels.numpy()
     if args.model == "model_cnn":

@@ -11,20 +11,15 @@ holds ``history.json`` and ``metrics.json`` in the schema ``train_keras.py`` wri
 
 from __future__ import annotations
 
-import argparse
 import sys
 from collections.abc import Sequence
 
-from torch_cnn.cli_train import add_commands
+from torch_cnn.cli import main as cli_main
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="train_torch.py", description=__doc__.split("\n\n")[0])
-    sub = parser.add_subparsers(dest="command", required=True)
-    add_commands(sub)
-    args = parser.parse_args(["train", *(sys.argv[1:] if argv is None else argv)])
-    status: int = args.func(args)
-    return status
+    """``torch-cnn train ARGV``: the same options, and the same one-line errors."""
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":
