@@ -17,7 +17,24 @@ import torch_cnn
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_NAMES = torch_cnn.list_models()
+# Layer names no Keras default would give, some of them defaults of *other* layers
+# (model_cnn's convs swap conv2d and conv2d_1): a reader that went by names would fail.
+CUSTOM_NAMES = {
+    "model_cnn": ("conv2d_1", "conv2d", "flat", "head"),
+    "model_cifar10": ("stem", "pool_a", "mid", "pool_b", "top", "flat", "hidden", "logits"),
+}
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def with_custom_names(keras: ModuleType, model: Any, name: str) -> Any:
+    """A clone of keras_ref's ``name`` model whose layers carry ``CUSTOM_NAMES[name]``."""
+    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
+    new = dict(zip([layer.name for layer in layers], CUSTOM_NAMES[name], strict=True))
+
+    def rename(layer: Any) -> Any:
+        return type(layer).from_config({**layer.get_config(), "name": new[layer.name]})
+
+    return keras.models.clone_model(model, clone_function=rename)
 
 
 def seeded_keras_weights(keras_model: Any, seed: int) -> list[np.ndarray]:

@@ -5,8 +5,10 @@
 
 Keras itself writes ``model_cnn.keras``, ``model_cnn.weights.h5`` and the
 legacy ``model_cnn.h5`` of seed 000's ``model_cnn`` with seeded weights
-(non-zero biases); ``model_cnn_expected.npz`` holds seeded inputs (NHWC) and
-Keras's outputs for them. ``parity_tests/test_keras_files.py`` reads them in
+(non-zero biases), and the same three as ``model_cnn_custom.*`` with every
+layer renamed (``parity_tests.helpers.CUSTOM_NAMES``: the convs swap Keras's
+default names); ``model_cnn_expected.npz`` holds seeded inputs (NHWC) and
+Keras's outputs for them (the same for both namings). ``parity_tests/test_keras_files.py`` reads them in
 a process where TensorFlow and Keras cannot be imported. The archives carry a
 save date, so ``--check`` compares what the files hold (every layer, config
 and weight, bit for bit), not their bytes. model_cifar10's files (~1 MB each)
@@ -32,12 +34,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import keras_ref  # noqa: E402
-from parity_tests.helpers import seeded_keras_weights  # noqa: E402
+from parity_tests.helpers import seeded_keras_weights, with_custom_names  # noqa: E402
 from torch_cnn.keras_files import read_keras_file  # noqa: E402
 
 FILES_DIR = ROOT / "parity_tests" / "files"
 NAME = "model_cnn"
 FORMATS = (".keras", ".weights.h5", ".h5")
+NAMINGS = ("", "_custom")  # file-name suffixes: Keras's default layer names, custom ones
 SEED = 7
 N_IMAGES = 2
 
@@ -45,16 +48,19 @@ N_IMAGES = 2
 def write_fixtures(out: Path) -> list[Path]:
     """Save the seeded Keras model in every format, and its outputs, under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
-    model = keras_ref.build_model(NAME)
-    seeded_keras_weights(model, SEED)
     paths = []
-    for ext in FORMATS:
-        path = out / f"{NAME}{ext}"
-        if ext == ".weights.h5":
-            model.save_weights(path)
-        else:
-            model.save(path)  # ".h5": the legacy HDF5 format
-        paths.append(path)
+    for suffix in NAMINGS:
+        model = keras_ref.build_model(NAME)
+        if suffix:
+            model = with_custom_names(keras, model, NAME)
+        seeded_keras_weights(model, SEED)
+        for ext in FORMATS:
+            path = out / f"{NAME}{suffix}{ext}"
+            if ext == ".weights.h5":
+                model.save_weights(path)
+            else:
+                model.save(path)  # ".h5": the legacy HDF5 format
+            paths.append(path)
     x = np.random.default_rng(SEED + 1).random((N_IMAGES, 32, 32, 3), dtype=np.float32)
     expected = out / f"{NAME}_expected.npz"
     np.savez(
