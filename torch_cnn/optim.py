@@ -158,6 +158,7 @@ class KerasAdam(torch.optim.Optimizer):
         group["step"] = local_step
 
 
+@torch.compiler.disable  # type: ignore[untyped-decorator]  # dynamo would turn np.sqrt back into torch.sqrt
 def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
     """``sqrt(x)`` correctly rounded, as TensorFlow's (and IEEE 754's) square root.
 
@@ -165,12 +166,16 @@ def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
     AVX-512 CPU about 20% of float32 and 1.4% of float64 results were one ulp off
     (at every ``ATEN_CPU_CAPABILITY``), enough to part from Keras by an ulp within
     a few Adam steps. On the CPU the root is taken by NumPy (the C library's
-    ``sqrt``, exact) on the same memory; CUDA's ``sqrt`` is IEEE-exact already.
+    ``sqrt``, exact) on the same memory; on CUDA torch's ``sqrt`` is IEEE-exact
+    already and is used (other accelerators: torch's, unchecked). The result
+    carries no gradient (the optimizer needs none); ``torch.compile`` leaves this
+    function out of its graphs, so compiled callers keep the exact root.
     """
     if x.device.type != "cpu":
         return x.sqrt()
     if x.dtype not in _NUMPY_DTYPES:  # float16/bfloat16: exact in float64, then rounded
-        return ieee_sqrt(x.to(torch.float64)).to(x.dtype)
+        root: torch.Tensor = ieee_sqrt(x.to(torch.float64))
+        return root.to(x.dtype)
     return torch.from_numpy(np.sqrt(x.detach().numpy()))
 
 
