@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -211,6 +212,20 @@ def test_readme_section_is_replaced_only_between_its_markers(tmp_path: Path) -> 
         bench.write_readme_section(readme, "model_cifar10 cpu", "x")
     assert "new report" in readme.read_text()  # a refused write leaves the file as it was
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert readme.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+
+
+def test_keras_side_writes_atomically_with_umask_permissions(tmp_path: Path) -> None:
+    from torch_cnn.bench_keras import atomic_write_text
+
+    out = tmp_path / "records.json"
+    atomic_write_text(out, "[]\n")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.read_text() == "[]\n" and out.stat().st_mode & 0o777 == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["records.json"]
 
 
 def test_parity_mode_forbids_tf32() -> None:
