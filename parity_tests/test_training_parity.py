@@ -52,8 +52,11 @@ N_STEPS = 50
 # same weights and batches held 1e-4 for 11 to 27 steps over 7 starting points (torch_cnn
 # and Keras: 12 to 50), while float64 torch and Keras stay within 1e-13 for all 50 steps.
 # So no step count is chosen here: the float32 test measures how many steps Keras's XLA run
-# follows Keras (all 50 for the smooth model_cnn) and holds torch to 1e-4 over those.
+# follows Keras (all 50 for the smooth model_cnn) and holds torch to 1e-4 over those, less
+# FLOAT32_SLACK_STEPS: which of two float32 runs a ReLU flip hits first is chance (over the 7
+# starts, torch_cnn fell short of XLA's count once, by 3 steps; it went further in 4).
 FLOAT32_MIN_AGREEMENT = 10  # fewer steps than this and the float32 test would show little
+FLOAT32_SLACK_STEPS = 5
 WEIGHT_SEED = 2024
 
 GRAD_ATOL_FLOAT64 = 1e-12
@@ -371,7 +374,9 @@ def test_float32_adam_trajectory_matches_keras_as_far_as_keras_matches_itself(
         f"{yardstick} (of {N_STEPS})"
     )
     assert yardstick >= FLOAT32_MIN_AGREEMENT, "Keras should agree with itself for a while"
-    assert ours >= yardstick
+    # Where Keras agrees with itself for all 50 steps (model_cnn), torch_cnn must too.
+    required = N_STEPS if yardstick == N_STEPS else yardstick - FLOAT32_SLACK_STEPS
+    assert ours >= max(required, FLOAT32_MIN_AGREEMENT)
 
 
 def test_float32_trajectories_are_chaotic_in_keras_itself(
