@@ -111,3 +111,15 @@ def test_summary_totals() -> None:
     total = SEED_TOTALS["model_cifar10"]
     assert f"Total params: {total:,} ({total * 4 / 1024:.2f} KB)" in text
     assert "(None, 6, 6, 64)" in text
+
+
+def test_layer_table_rows_are_checked() -> None:
+    from torch_cnn.models.base import LayerInfo
+
+    assert LayerInfo("conv1", "Conv2D", "relu").activation == "relu"
+    with pytest.raises(ValueError, match=r"keras_class must be one of .*Received: 'Dropout'"):
+        LayerInfo("drop", "Dropout")
+    with pytest.raises(ValueError, match=r"activation must be one of .*Received: 'gelu'"):
+        LayerInfo("fc", "Dense", "gelu")
+    with pytest.raises(ValueError, match=r"Flatten 'flatten' takes no activation"):
+        LayerInfo("flatten", "Flatten", "relu")

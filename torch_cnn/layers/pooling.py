@@ -5,7 +5,8 @@ on a 2-core CPU it took 25 ms for a (256, 32, 30, 30) batch, 36% of ``model_cifa
 inference, where the elementwise maximum of the window's k² strided views takes 2.7 ms.
 Without autograd (inference, evaluation) ``MaxPool2d`` computes that maximum for
 non-overlapping windows (kernel = stride, no padding, no dilation, floor mode): the values
-of ``F.max_pool2d``, bit for bit, NaN included. When a gradient is needed it calls
+of ``F.max_pool2d``, bit for bit, and NaN wherever it has NaN (a window holding NaNs of
+both signs may give the other sign). When a gradient is needed it calls
 ``F.max_pool2d``, whose indices make the backward pass cheap (a hand-written backward of
 the strided maximum cost more than it saved). Anything else (overlapping windows, CUDA,
 channels_last, all fast already) goes to ``F.max_pool2d`` too.

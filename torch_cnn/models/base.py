@@ -57,6 +57,13 @@ class LayerInfo:
             raise ValueError(
                 f"activation must be one of {tuple(ACTIVATIONS)}. Received: {self.activation!r}"
             )
+        if self.activation != "linear" and self.keras_class not in ("Conv2D", "Dense"):
+            # Keras's Flatten and MaxPooling2D take no activation; the forward pass relies on
+            # it too (its ReLU works in place on the fresh output of a conv or dense layer).
+            raise ValueError(
+                f"{self.keras_class} {self.module!r} takes no activation, as in Keras. "
+                f"Received: activation={self.activation!r}"
+            )
 
 
 def conv_padding(conv: nn.Conv2d) -> str:
