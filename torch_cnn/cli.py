@@ -81,30 +81,33 @@ def _is_keras_file(path: str) -> bool:
     return path.endswith(KERAS_SUFFIXES)
 
 
-def _read_keras_file(path: str, model_name: str | None) -> Any:
-    """``read_keras_file``; with ``--model``, that model's layer order places a ``.weights.h5``
-    that records none (as ``load_keras_weights`` does with the model it loads into)."""
-    from torch_cnn import keras_files
+def _port_keras_file(
+    path: str, model_name: str | None, dtype: torch.dtype | None = None
+) -> torch.nn.Module:
+    """The torch model a Keras file holds: ``--model``'s, else the one its config names.
 
-    classes = None
+    Given a model, ``load_keras_weights`` reads the path itself, so the model's layer order
+    places a ``.weights.h5`` that records none.
+    """
+    from torch_cnn.keras_files import read_keras_file
+    from torch_cnn.porting import infer_model_name
+
     if model_name:
-        model = torch_cnn.create_model(model_name, device="meta")
-        assert isinstance(model, KerasStyleNet)
-        classes = [info.keras_class for info in model.layer_table]
-    return keras_files.read_keras_file(path, layer_classes=classes)
+        return torch_cnn.load_keras_weights(torch_cnn.create_model(model_name, dtype=dtype), path)
+    record = read_keras_file(path)
+    model = torch_cnn.create_model(infer_model_name(record), dtype=dtype)
+    return torch_cnn.load_keras_weights(model, record)
 
 
 def _cmd_port(args: argparse.Namespace) -> int:
     """Keras file → torch checkpoint, or torch checkpoint → .weights.h5, by the extensions."""
     from torch_cnn import keras_files
-    from torch_cnn.porting import infer_model_name
 
     src, dst = str(args.src), str(args.dst)
     if _is_keras_file(src) and dst.endswith(TORCH_SUFFIXES):
-        record = _read_keras_file(src, args.model)
-        name = args.model or infer_model_name(record)
-        model = torch_cnn.create_model(name)
-        torch_cnn.load_keras_weights(model, record)
+        model = _port_keras_file(src, args.model)
+        assert isinstance(model, KerasStyleNet)
+        name = model.name
         torch_cnn.save(model, dst)
     elif src.endswith(TORCH_SUFFIXES) and dst.endswith(".weights.h5"):
         model = torch_cnn.load(src)
@@ -126,11 +129,12 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     """Load a Keras file with Keras, port it with torch_cnn's reader, compare every layer."""
     keras, keras_ref = _import_keras("compare")
     from torch_cnn.parity import compare_with_keras
-    from torch_cnn.porting import infer_model_name
 
     path = str(args.keras_file)
-    record = _read_keras_file(path, args.model)
-    name = args.model or infer_model_name(record)
+    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
+    model = _port_keras_file(path, args.model, dtype)  # torch_cnn's own reader, no Keras
+    assert isinstance(model, KerasStyleNet)
+    name = model.name
     if path.endswith(".weights.h5"):  # weights only: the architecture comes from keras_ref
         keras_model = keras_ref.build_model(name, args.dtype)
         keras_model.load_weights(path)
@@ -138,13 +142,11 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         keras_model = keras.saving.load_model(path, compile=False)
         if args.dtype != "float32":
             # A saved model keeps its layers' dtype policy (float32): the file's weights go
-            # into keras_ref's model of that dtype, so Keras computes in it too.
+            # into keras_ref's model of that dtype, so Keras computes in it too. (The file's
+            # architecture was checked against that model's when torch_cnn ported it.)
             weights = [w.astype(args.dtype) for w in keras_model.get_weights()]
             keras_model = keras_ref.build_model(name, args.dtype)
             keras_model.set_weights(weights)
-    dtype = {"float32": torch.float32, "float64": torch.float64}[args.dtype]
-    model = torch_cnn.create_model(name, dtype=dtype)
-    torch_cnn.load_keras_weights(model, record)
     if args.data_dir:
         from torch_cnn import data
 
@@ -157,7 +159,7 @@ def _cmd_compare(args: argparse.Namespace) -> int:
         g = torch.Generator().manual_seed(args.seed)
         x = torch.rand(args.n, 3, 32, 32, generator=g, dtype=torch.float64).to(dtype)
         what = f"seeded random images (seed {args.seed})"
-    report = compare_with_keras(model, keras_model, x)  # type: ignore[arg-type]
+    report = compare_with_keras(model, keras_model, x)
     print(f"{path} ({name}) on {len(x)} {what}")
     print(report.format())
     return 0 if report.ok else 1
@@ -213,7 +215,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("keras_file", help="a .keras, .h5 or .weights.h5 file")
     p.add_argument("--model", choices=torch_cnn.list_models(), help="default: from the file")
     p.add_argument("--data-dir", help="CIFAR-10 directory; seeded random images without it")
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument(
+        "--dtype",
+        choices=["float32", "float64"],
+        default="float32",
+        help="float64: Keras runs keras_ref's model of that dtype with the file's weights "
+        "(a saved model's layers stay float32)",
+    )
     p.add_argument("-n", type=int, default=256, help="number of images (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_compare)
