@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import torch_cnn
-from parity_tests.helpers import DTYPES, MODEL_NAMES
+from parity_tests.helpers import DTYPES, MODEL_NAMES, load_script
 from torch_cnn.parity import default_atol, torch_layer_outputs
 from torch_cnn.porting import KerasLayer, KerasModelRecord
 
@@ -75,14 +75,7 @@ def test_golden_files_are_small_and_complete() -> None:
 def test_golden_files_are_current(keras: ModuleType) -> None:
     """Keras recomputes the stored files: same seeded weights and inputs, same outputs (to
     each dtype's parity bar). A Keras upgrade that changed them would show here."""
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(
-        "make_golden", Path(__file__).resolve().parents[1] / "scripts" / "make_golden.py"
-    )
-    assert spec is not None and spec.loader is not None
-    make_golden = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(make_golden)
+    make_golden = load_script("make_golden")
     for name in MODEL_NAMES:
         stored = load_golden(name)
         assert make_golden.stale_keys(stored, make_golden.golden(name)) == [], name

@@ -10,7 +10,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from parity_tests.helpers import ROOT, run_python
+from parity_tests.helpers import ROOT, load_script, run_python
 from tests.test_train import _small_data_dir
 
 
@@ -82,16 +82,9 @@ def test_train_keras_reshuffles_every_epoch_where_seeded_fit_does_not(keras: Mod
     """After keras.utils.set_random_seed, fit(shuffle=True) repeats one order every epoch
     (Keras 3.15 on TensorFlow); train_keras.py's epoch_batches draws a new one each time,
     reproducibly, as the seeds' unseeded fit and torch_cnn.fit do."""
-    import importlib.util
-
     import numpy as np
 
-    spec = importlib.util.spec_from_file_location(
-        "train_keras", ROOT / "scripts" / "train_keras.py"
-    )
-    assert spec is not None and spec.loader is not None
-    train_keras = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(train_keras)
+    train_keras = load_script("train_keras")
     x = np.arange(10, dtype="float32").reshape(10, 1)
     y = np.zeros(10, dtype="float32")
 

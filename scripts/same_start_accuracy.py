@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras
 import torch
 
+import keras_ref
 from parity_tests.helpers import build_seeded_pair
 from parity_tests.test_training_parity import keras_loss, keras_targets
 from torch_cnn import data
@@ -42,7 +43,7 @@ def main() -> int:
     args = parser.parse_args()
     ds = data.load_cifar10(data.resolve_data_dir(args.data_dir, download=False))
     n = len(ds.train)
-    x_test = ds.test.images.permute(0, 2, 3, 1).numpy().astype("float32") / 255.0
+    x_test = keras_ref.preprocess(ds.test.images.permute(0, 2, 3, 1).numpy())
     y_test = ds.test.labels.numpy()
     accs: dict[str, list[float]] = {"torch_cnn": [], "keras": []}
     for seed in args.seeds:
@@ -57,10 +58,11 @@ def main() -> int:
             metrics=["accuracy"],
             jit_compile=False,
         )
-        order_generator = torch.Generator().manual_seed(seed)  # fit's permutations, in turn
+        # fit's permutations, in turn (fit draws nothing else from it without augmentation)
+        order_generator = torch.Generator().manual_seed(seed)
         for _ in range(args.epochs):
             order = torch.randperm(n, generator=order_generator)
-            x = ds.train.images[order].permute(0, 2, 3, 1).numpy().astype("float32") / 255.0
+            x = keras_ref.preprocess(ds.train.images[order].permute(0, 2, 3, 1).numpy())
             y = keras_targets(args.model, ds.train.labels[order].numpy(), "float32")
             keras_model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
         predicted = keras_model.predict(x_test, batch_size=256, verbose=0).argmax(axis=1)
