@@ -1,0 +1,23 @@
+"""Any Keras CNN into native PyTorch: ``from_keras`` and the layer-converter registry."""
+
+from torch_cnn.convert.registry import (
+    BuildContext,
+    ConversionError,
+    Converted,
+    KerasCall,
+    TensorArg,
+    get_converter,
+    register_keras_layer,
+    supported_layers,
+)
+
+__all__ = [
+    "BuildContext",
+    "ConversionError",
+    "Converted",
+    "KerasCall",
+    "TensorArg",
+    "get_converter",
+    "register_keras_layer",
+    "supported_layers",
+]

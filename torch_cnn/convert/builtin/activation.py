@@ -1,0 +1,1 @@
+"""Converters: activation layers (to be written)."""

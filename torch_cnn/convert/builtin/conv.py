@@ -1,0 +1,1 @@
+"""Converters: conv layers (to be written)."""

@@ -1,0 +1,1 @@
+"""Converters: core layers (to be written)."""

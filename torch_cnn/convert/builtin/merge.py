@@ -1,0 +1,1 @@
+"""Converters: merge layers (to be written)."""

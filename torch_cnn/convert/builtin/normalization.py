@@ -1,0 +1,1 @@
+"""Converters: normalization layers (to be written)."""

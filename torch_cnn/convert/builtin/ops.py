@@ -1,0 +1,1 @@
+"""Converters: ops layers (to be written)."""

@@ -1,0 +1,1 @@
+"""Converters: pooling layers (to be written)."""

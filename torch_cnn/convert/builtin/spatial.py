@@ -1,0 +1,1 @@
+"""Converters: spatial layers (to be written)."""
