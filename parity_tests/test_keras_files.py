@@ -32,9 +32,8 @@ from parity_tests.helpers import (
     seeded_keras_weights,
     with_custom_names,
 )
-from torch_cnn import keras_files
-from torch_cnn.keras_files import read_keras_file, write_weights_h5
-from torch_cnn.porting import PortingError, keras_to_torch, record_from_keras_model
+from torch_cnn.porting import PortingError, keras_files, keras_to_torch, record_from_keras_model
+from torch_cnn.porting.keras_files import read_keras_file, write_weights_h5
 
 FILES_DIR = Path(__file__).parent / "files"
 FORMATS = (".keras", ".weights.h5", ".h5")

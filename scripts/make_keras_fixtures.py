@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 import keras_ref  # noqa: E402
 from parity_tests.helpers import seeded_keras_weights, with_custom_names  # noqa: E402
-from torch_cnn.keras_files import read_keras_file  # noqa: E402
+from torch_cnn.porting.keras_files import read_keras_file  # noqa: E402
 
 FILES_DIR = ROOT / "parity_tests" / "files"
 NAME = "model_cnn"

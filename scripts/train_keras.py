@@ -39,8 +39,10 @@ import numpy as np
 
 import keras_ref
 from torch_cnn import data
-from torch_cnn.cli_train import HISTORY_FILE, METRICS_FILE, run_metrics, versions, write_json
+from torch_cnn._io import write_json
+from torch_cnn.env import versions
 from torch_cnn.train import EVAL_BATCH_SIZE, EvalResult
+from torch_cnn.train.run import HISTORY_FILE, METRICS_FILE, run_metrics
 
 HISTORY_KEYS = ("loss", "accuracy", "val_loss", "val_accuracy")
 

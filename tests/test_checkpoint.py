@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import save_file
 
 import torch_cnn
-from torch_cnn.checkpoint import CheckpointError, read_metadata
+from torch_cnn.weights import CheckpointError, read_metadata
 
 
 @pytest.mark.parametrize("name", torch_cnn.list_models())
@@ -67,7 +67,7 @@ def test_failed_save_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("torch_cnn.checkpoint.save_file", boom)
+    monkeypatch.setattr("torch_cnn.weights.save_file", boom)
     with pytest.raises(OSError, match="disk full"):
         torch_cnn.save(torch_cnn.create_model("model_cnn"), path)
     assert path.read_bytes() == before

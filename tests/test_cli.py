@@ -113,8 +113,9 @@ def test_port_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_every_command_is_registered() -> None:
-    from torch_cnn import bench, cli_train
+    from torch_cnn import bench
     from torch_cnn.cli import build_parser
+    from torch_cnn.cli import training as cli_train
 
     parser = build_parser()
     assert parser.parse_args(["bench", "--quick"]).func is bench.cmd_bench

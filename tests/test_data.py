@@ -163,7 +163,7 @@ def test_env_dir_that_lacks_files_is_an_error_not_a_download(
     def no_download(*args: object, **kwargs: object) -> None:
         raise AssertionError("must not download for CIFAR10_DIR")
 
-    monkeypatch.setattr(data, "download_cifar10", no_download)
+    monkeypatch.setattr(data.files, "download_cifar10", no_download)
     with pytest.raises(Cifar10NotFoundError, match=r"CIFAR10_DIR .* lacks data_batch_1"):
         resolve_data_dir()
 
@@ -306,8 +306,8 @@ def test_download_verifies_md5_and_extracts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_env: None
 ) -> None:
     archive, md5 = _make_tarball(tmp_path)
-    monkeypatch.setattr(data, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(data, "CIFAR10_MD5", md5)
+    monkeypatch.setattr(data.files, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(data.files, "CIFAR10_MD5", md5)
     cache = tmp_path / "cache"
     monkeypatch.setenv("TORCH_CNN_CACHE", str(cache))
 
@@ -320,7 +320,7 @@ def test_download_verifies_md5_and_extracts(
     assert len(ds.train) == 28 and ds.classes[0] == "airplane"
 
     # Found in the cache now: no second download.
-    monkeypatch.setattr(data, "CIFAR10_URL", (tmp_path / "gone.tar.gz").as_uri())
+    monkeypatch.setattr(data.files, "CIFAR10_URL", (tmp_path / "gone.tar.gz").as_uri())
     assert resolve_data_dir() == root
 
 
@@ -328,8 +328,8 @@ def test_download_wrong_md5_deletes_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, no_env: None
 ) -> None:
     archive, md5 = _make_tarball(tmp_path)
-    monkeypatch.setattr(data, "CIFAR10_URL", archive.as_uri())
-    monkeypatch.setattr(data, "CIFAR10_MD5", "0" * 32)
+    monkeypatch.setattr(data.files, "CIFAR10_URL", archive.as_uri())
+    monkeypatch.setattr(data.files, "CIFAR10_MD5", "0" * 32)
     cache = tmp_path / "cache"
     with pytest.raises(Cifar10FormatError, match=rf"has md5 {md5}, expected 0{{32}}; deleted"):
         resolve_data_dir(cache_dir=cache)

@@ -208,7 +208,7 @@ def test_interrupt_while_writing_keeps_last_checkpoint(
             raise KeyboardInterrupt
         real_save(obj, f)
 
-    monkeypatch.setattr(train.torch, "save", save_then_interrupt)
+    monkeypatch.setattr(train.checkpoint.torch, "save", save_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         _run(split, epochs=3, checkpoint_dir=tmp_path)
     monkeypatch.undo()
@@ -367,7 +367,7 @@ def test_cli_train_names_missing_data(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 def test_make_optimizer_choices() -> None:
-    from torch_cnn.cli_train import make_optimizer
+    from torch_cnn.cli.training import make_optimizer
     from torch_cnn.optim import KerasAdam
 
     params = [torch.nn.Parameter(torch.zeros(3))]
@@ -456,7 +456,7 @@ def test_cli_ctrl_c_then_resume_equals_uninterrupted(
 ) -> None:
     """Ctrl-C in the middle of epoch 2: exit 130, a hint, epoch 1's checkpoint; --resume then
     ends with the weights of a run that was never interrupted."""
-    from torch_cnn import cli_train
+    from torch_cnn.cli import training as cli_train
 
     data_dir = _small_data_dir(cifar10_dir, tmp_path / "data")
     common = ["--model", "model_cnn", "--data-dir", str(data_dir), "--device", "cpu"]

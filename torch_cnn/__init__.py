@@ -10,7 +10,7 @@ torch.Size([8, 10])
 
 from torch_cnn import models as _models  # noqa: F401  (registers the seed models)
 from torch_cnn import optim
-from torch_cnn.checkpoint import CheckpointError, load, save
+from torch_cnn._version import __version__
 from torch_cnn.porting import (
     KerasLayer,
     KerasModelRecord,
@@ -21,8 +21,7 @@ from torch_cnn.porting import (
 from torch_cnn.registry import create_model, list_models, register_model
 from torch_cnn.summary import summary
 from torch_cnn.train import EvalResult, History, evaluate, fit
-
-__version__ = "0.1.0"
+from torch_cnn.weights import CheckpointError, load, save
 
 __all__ = [
     "CheckpointError",

@@ -73,6 +73,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from torch_cnn import data
+from torch_cnn._io import atomic_write
 from torch_cnn.bench_keras import (
     KERAS_BACKENDS,
     KERAS_MODES,
@@ -82,7 +83,6 @@ from torch_cnn.bench_keras import (
     round_up,
     rss_mb,
 )
-from torch_cnn.checkpoint import atomic_write
 from torch_cnn.models.base import KerasStyleNet
 from torch_cnn.optim import (
     KERAS_ADAM_BETA_1,
@@ -729,7 +729,7 @@ def describe_device(device: torch.device) -> str:
 
 def torch_versions() -> dict[str, str]:
     """Python, torch, NumPy and torch_cnn versions (and CUDA's, when torch was built with it)."""
-    from torch_cnn.cli_train import versions
+    from torch_cnn.env import versions
 
     out = versions()
     if torch.version.cuda:

@@ -21,7 +21,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from torch_cnn.checkpoint import atomic_write
+from torch_cnn._io import atomic_write
 
 DPI = 120
 

@@ -85,6 +85,8 @@ class KerasStyleNet(nn.Module):
 
     name: ClassVar[str]
     layer_table: ClassVar[tuple[LayerInfo, ...]]
+    # The Keras API the model is written in: it decides which groups save_weights writes.
+    keras_api: ClassVar[str] = "functional"
     input_shape: tuple[int, int, int]  # (C, H, W)
 
     def keras_layers(self) -> Iterator[tuple[LayerInfo, nn.Module]]:

@@ -55,6 +55,7 @@ class ModelCNN(KerasStyleNet):
     """
 
     name = "model_cnn"
+    keras_api = "functional"  # seed 000 uses the functional API
     layer_table = (
         LayerInfo("conv1", "Conv2D"),
         LayerInfo("conv2", "Conv2D"),
@@ -97,6 +98,7 @@ class ModelCifar10(KerasStyleNet):
     """
 
     name = "model_cifar10"
+    keras_api = "sequential"  # seed 001 builds a keras.Sequential
     layer_table = (
         LayerInfo("conv1", "Conv2D", "relu"),
         LayerInfo("pool1", "MaxPooling2D"),

@@ -28,9 +28,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,27 +38,21 @@ import torch.nn.functional as F
 
 from torch_cnn import data
 from torch_cnn import distributed as _dist  # `distributed` is fit's and evaluate's parameter
-from torch_cnn.checkpoint import CheckpointError, atomic_write
+from torch_cnn.env import default_device
 from torch_cnn.models.base import KerasStyleNet
 from torch_cnn.registry import create_model
+from torch_cnn.train.checkpoint import (
+    CHECKPOINT_NAME,
+    checkpoint_state,
+    read_for_resume,
+    restore,
+    save_checkpoint,
+)
+from torch_cnn.train.progress import Progress
+from torch_cnn.train.results import EvalResult, History
 
 KERAS_FIT_BATCH_SIZE = 32  # keras Model.fit's default batch_size
-CHECKPOINT_NAME = "last.pt"
-CHECKPOINT_FORMAT = "torch_cnn.train_checkpoint"
-CHECKPOINT_FORMAT_VERSION = 1
 EVAL_BATCH_SIZE = 256
-# Settings that change which numbers a resumed run computes; a checkpoint must agree on them,
-# and on the global batch (batch_size × world_size; see _restore). A key that an older
-# checkpoint lacks is not checked.
-_RESUME_MUST_MATCH = (
-    "model",
-    "dtype",
-    "seed",
-    "augment",
-    "optimizer",
-    "optimizer_hparams",
-    "num_train",
-)
 
 Data = data.Split | tuple[torch.Tensor, torch.Tensor]
 EpochCallback = Callable[[int, Mapping[str, float]], object]
@@ -94,52 +87,8 @@ def default_optimizer(params: Any) -> torch.optim.Optimizer:
     return KerasAdam(params, lr=KERAS_ADAM_LEARNING_RATE)
 
 
-class History(dict[str, list[float]]):
-    """Keras's ``History.history``: ``loss``, ``accuracy`` (and ``val_loss``, ``val_accuracy``), one value per epoch.
-
-    ``seconds`` holds each epoch's wall-clock time (training and validation, not the checkpoint).
-    """
-
-    def __init__(
-        self, values: Mapping[str, Sequence[float]] | None = None, seconds: Sequence[float] = ()
-    ) -> None:
-        super().__init__({k: [float(v) for v in vs] for k, vs in (values or {}).items()})
-        self.seconds = [float(s) for s in seconds]
-
-    @property
-    def epochs(self) -> int:
-        """How many epochs the history covers."""
-        return len(self.get("loss", []))
-
-    def append(self, logs: Mapping[str, float], seconds: float) -> None:
-        for key, value in logs.items():
-            self.setdefault(key, []).append(float(value))
-        self.seconds.append(float(seconds))
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """What ``evaluate`` measures over a whole split.
-
-    ``confusion[i][j]`` counts images of true class ``i`` predicted as class ``j``;
-    ``per_class_accuracy[i]`` is ``confusion[i][i] / sum(confusion[i])`` (NaN for a class
-    with no images).
-    """
-
-    loss: float
-    accuracy: float
-    per_class_accuracy: list[float]
-    confusion: list[list[int]]
-    num_samples: int
-
-
 # ---------------------------------------------------------------------------------------------
 # Models, devices and data
-
-
-def default_device() -> torch.device:
-    """CUDA when available, else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 def seeded_model(
@@ -322,107 +271,6 @@ def evaluate(
 
 
 # ---------------------------------------------------------------------------------------------
-# Checkpoints
-
-
-def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A training checkpoint written by ``fit``, read with ``torch.load(weights_only=True)`` onto the CPU."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # unpickling errors come in many types
-        raise CheckpointError(f"{path}: not a readable training checkpoint ({exc})") from exc
-    if not isinstance(ckpt, dict) or ckpt.get("format") != CHECKPOINT_FORMAT:
-        got = ckpt.get("format") if isinstance(ckpt, dict) else type(ckpt).__name__
-        raise CheckpointError(
-            f"{path}: not a torch_cnn training checkpoint (format {got!r}); expected "
-            f"format {CHECKPOINT_FORMAT!r}"
-        )
-    if ckpt.get("format_version") != CHECKPOINT_FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: checkpoint format_version {ckpt.get('format_version')!r}; this torch_cnn "
-            f"reads version {CHECKPOINT_FORMAT_VERSION}"
-        )
-    return ckpt
-
-
-def model_from_checkpoint(
-    path: str | os.PathLike[str], *, device: torch.device | str | None = None
-) -> KerasStyleNet:
-    """The model a training checkpoint holds (built from its recorded name, loaded strictly)."""
-    ckpt = load_checkpoint(path)
-    model = create_model(ckpt["config"]["model"])
-    if not isinstance(model, KerasStyleNet):  # pragma: no cover - every registered model is one
-        raise CheckpointError(f"{path}: {ckpt['config']['model']!r} is not a KerasStyleNet")
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit {model.name!r}: {exc}") from exc
-    return model.to(device) if device is not None else model
-
-
-def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    # Temp file, then rename: an interrupted write never replaces the last good checkpoint.
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
-
-
-def _cpu_state(state: Any) -> Any:
-    """A copy of a (nested) state dict with every tensor detached on the CPU."""
-    if isinstance(state, torch.Tensor):
-        return state.detach().cpu().clone()
-    if isinstance(state, dict):
-        return {k: _cpu_state(v) for k, v in state.items()}
-    if isinstance(state, list | tuple):
-        return type(state)(_cpu_state(v) for v in state)
-    return state
-
-
-# ---------------------------------------------------------------------------------------------
-# Progress
-
-
-class _Progress:
-    """A tqdm bar per epoch when stderr is a terminal; otherwise one plain line per epoch."""
-
-    def __init__(self, enabled: bool, epochs: int, steps: int) -> None:
-        self.enabled = enabled
-        self.tty = enabled and sys.stderr.isatty()
-        self.epochs, self.steps = epochs, steps
-        self.bar: Any = None
-
-    def start(self, epoch: int) -> None:
-        if self.tty:
-            from tqdm import tqdm
-
-            self.bar = tqdm(
-                total=self.steps, desc=f"epoch {epoch}/{self.epochs}", unit="batch", leave=True
-            )
-
-    def update(self, loss: float | None, accuracy: float | None) -> None:
-        if self.bar is not None:
-            if loss is not None:
-                self.bar.set_postfix(loss=f"{loss:.4f}", accuracy=f"{accuracy:.4f}", refresh=False)
-            self.bar.update(1)
-
-    def end(self, epoch: int, logs: Mapping[str, float], seconds: float) -> None:
-        if not self.enabled:
-            return
-        text = "  ".join(f"{k} {v:.4f}" for k, v in logs.items())
-        if self.bar is not None:
-            self.bar.set_postfix_str(f"{text}  {seconds:.1f}s")
-            self.close()
-        else:
-            print(f"epoch {epoch}/{self.epochs}  {text}  {seconds:.1f}s", file=sys.stderr)
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-            self.bar = None
-
-
-# ---------------------------------------------------------------------------------------------
 # Training
 
 
@@ -509,28 +357,20 @@ def fit(
       world size if the global batch is unchanged (the permutation depends on that alone).
       Callbacks run on every rank.
     """
-    if epochs < 0:
-        raise ValueError(f"epochs must be non-negative; received epochs={epochs}")
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive; received batch_size={batch_size}")
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs a checkpoint_dir to resume from")
+    _check_fit_arguments(epochs, batch_size, resume, checkpoint_dir)
     across_ranks = _use_process_group(distributed, "fit")
     world, rank = (_dist.world_size(), _dist.rank()) if across_ranks else (1, 0)
-    is_main = rank == 0
     dev = torch.device(device) if device is not None else default_device()
     dtype = _model_dtype(model)
-    fmt = _memory_format(channels_last)
     model.to(dev)
     if channels_last:
-        model.to(memory_format=fmt)  # type: ignore[call-overload]  # untyped in torch's stubs
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # untyped
     x, y = as_tensors(train, dev, dtype)
     val_xy = as_tensors(val, dev, dtype) if val is not None else None
     augmenter = data.Augment() if augment is True else (augment or None)
     if optimizer is None:
         optimizer = default_optimizer(model.parameters())
     generator = torch.Generator().manual_seed(seed)
-
     config: dict[str, Any] = {
         "model": model.name,
         "epochs": epochs,
@@ -553,95 +393,45 @@ def fit(
         "num_val": len(val_xy[1]) if val_xy is not None else 0,
     }
     history = History()
-    start_epoch = 0
+    history.config = config
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    ckpt = _read_for_resume(ckpt_path, across_ranks) if resume and ckpt_path is not None else None
-    if ckpt is not None and ckpt_path is not None:
-        start_epoch = _restore(ckpt_path, ckpt, config, model, optimizer, generator, history, dev)
-    elif resume and progress and is_main:
-        print(f"no checkpoint at {ckpt_path}; starting from epoch 1", file=sys.stderr)
+    start_epoch = 0
+    if resume and ckpt_path is not None:
+        ckpt = read_for_resume(ckpt_path, across_ranks)
+        if ckpt is not None:
+            start_epoch = restore(
+                ckpt_path, ckpt, config, model, optimizer, generator, history, dev
+            )
+        elif progress and rank == 0:
+            print(f"no checkpoint at {ckpt_path}; starting from epoch 1", file=sys.stderr)
 
-    logits_fn: Callable[[torch.Tensor], torch.Tensor] = model.logits
-    if across_ranks:
-        # Built after the restore: DDP broadcasts rank 0's weights to the other ranks.
-        logits_fn = torch.nn.parallel.DistributedDataParallel(
-            _LogitsModule(model), device_ids=[dev] if dev.type == "cuda" else None
-        )
-    if compile:
-        logits_fn = torch.compile(logits_fn)
+    step = _TrainStep(model, optimizer, dev, bf16, channels_last, compile, across_ranks)
     global_batch = batch_size * world
-    steps = data.num_batches(len(y), global_batch)
-    report = _Progress(progress and is_main, epochs, steps)
-    refresh = max(1, steps // 50)  # running values for the bar: ~50 device syncs per epoch
+    report = Progress(progress and rank == 0, epochs, data.num_batches(len(y), global_batch))
     model.train()
     try:
         for epoch in range(start_epoch + 1, epochs + 1):
             t0 = time.perf_counter()
             report.start(epoch)
-            loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
-            correct = torch.zeros((), dtype=torch.int64, device=dev)
-            seen = 0
-            # Every rank gathers (and augments) the whole global batch, so the generator draws
-            # what a single process would, then keeps its own part (a view).
             batches = data.iterate_batches(
                 x, y, global_batch, generator=generator, augment=augmenter
             )
-            for step, (xb, yb) in enumerate(batches):
-                m = len(yb)
-                if across_ranks:
-                    xb, yb = _shard(xb, world, rank), _shard(yb, world, rank)
-                optimizer.zero_grad(set_to_none=True)
-                with _autocast(dev, bf16):
-                    logits = logits_fn(xb.contiguous(memory_format=fmt))
-                if across_ranks:
-                    # Summed over this rank's images and scaled by world/m: DDP averages over the
-                    # ranks, so the gradient is that of the mean loss over the global batch,
-                    # whatever this rank's share of it (a last partial batch may leave it none).
-                    rank_sum = F.cross_entropy(_at_least_float32(logits), yb, reduction="sum")
-                    (rank_sum * (world / m)).backward()  # type: ignore[no-untyped-call]
-                    loss_sum += rank_sum.detach().double()
-                else:
-                    loss = F.cross_entropy(_at_least_float32(logits), yb)  # batch mean, as Keras
-                    loss.backward()  # type: ignore[no-untyped-call]
-                    loss_sum += loss.detach().double() * m
-                optimizer.step()
-                seen += len(yb)
-                correct += (logits.detach().argmax(dim=1) == yb).sum()
-                show = report.tty and (step % refresh == 0 or step == steps - 1)
-                report.update(  # across ranks: rank 0's part of the epoch so far
-                    float(loss_sum) / max(seen, 1) if show else None,
-                    int(correct) / max(seen, 1) if show else None,
-                )
-                if on_batch_end is not None:
-                    on_batch_end(epoch, step)
-            if across_ranks:
-                totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(seen)])
-                _dist.all_reduce_sum(totals)  # counts below 2**53 stay exact in float64
-                logs = {
-                    "loss": float(totals[0] / totals[2]),
-                    "accuracy": float(totals[1] / totals[2]),
-                }
-            else:
-                logs = {"loss": float(loss_sum) / seen, "accuracy": int(correct) / seen}
+            logs = step.epoch(batches, report, on_batch_end, epoch)
             if val_xy is not None:
                 result = evaluate(
-                    model,
-                    val_xy,
-                    batch_size=batch_size,
-                    bf16=bf16,
-                    channels_last=channels_last,
-                    distributed=across_ranks,
-                )
+                    model, val_xy, batch_size=batch_size, bf16=bf16,
+                    channels_last=channels_last, distributed=across_ranks,
+                )  # fmt: skip
                 model.train()
                 logs |= {"val_loss": result.loss, "val_accuracy": result.accuracy}
             seconds = time.perf_counter() - t0
             history.append(logs, seconds)
             if ckpt_path is not None:
-                if is_main:
-                    _save_checkpoint(
-                        ckpt_path,
-                        _checkpoint_state(model, optimizer, generator, dev, epoch, history, config),
+                if rank == 0:
+                    state = checkpoint_state(
+                        model, optimizer, generator, dev, epoch, history, config
                     )
+                    save_checkpoint(ckpt_path, state)
                 if across_ranks:
                     _dist.barrier()  # on_epoch_end sees the checkpoint written, on every rank
             report.end(epoch, logs, seconds)
@@ -649,7 +439,7 @@ def fit(
                 on_epoch_end(epoch, logs)
     except KeyboardInterrupt:
         report.close()
-        if progress and is_main and ckpt_path is not None:
+        if progress and rank == 0 and ckpt_path is not None:
             done = history.epochs
             print(
                 f"interrupted; {ckpt_path} holds epoch {done}" if done else "interrupted",
@@ -661,98 +451,105 @@ def fit(
     return history
 
 
-def _checkpoint_state(
-    model: KerasStyleNet,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    device: torch.device,
-    epoch: int,
-    history: History,
-    config: Mapping[str, Any],
-) -> dict[str, Any]:
-    rng: dict[str, torch.Tensor] = {"generator": generator.get_state()}
-    if device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(device)
-    return {
-        "format": CHECKPOINT_FORMAT,
-        "format_version": CHECKPOINT_FORMAT_VERSION,
-        "epoch": epoch,
-        "model": _cpu_state(model.state_dict()),
-        "optimizer": _cpu_state(optimizer.state_dict()),
-        "rng": rng,
-        "history": {k: list(v) for k, v in history.items()},
-        "seconds": list(history.seconds),
-        "config": dict(config),
-    }
+def _check_fit_arguments(
+    epochs: int, batch_size: int, resume: bool, checkpoint_dir: str | os.PathLike[str] | None
+) -> None:
+    if epochs < 0:
+        raise ValueError(f"epochs must be non-negative; received epochs={epochs}")
+    if batch_size <= 0:
+        raise ValueError(f"batch_size must be positive; received batch_size={batch_size}")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs a checkpoint_dir to resume from")
 
 
-def _read_for_resume(path: Path, across_ranks: bool) -> dict[str, Any] | None:
-    """The checkpoint to resume from, or ``None`` when there is none.
+class _TrainStep:
+    """One optimizer step per batch, and an epoch's Keras-style loss and accuracy.
 
-    Across ranks, rank 0 reads it and broadcasts it (or the reason it could not be read), so
-    every rank restores the same state, or raises the same error, even where the others do
-    not share rank 0's file system.
+    Holds what every step shares: the forward function (``model.logits``, wrapped in
+    ``DistributedDataParallel`` across ranks and compiled on request), the optimizer and
+    the numerics (device, autocast, memory format).
     """
-    if not across_ranks:
-        return load_checkpoint(path) if path.is_file() else None
-    message: tuple[str, Any] = ("ok", None)
-    if _dist.is_main():
-        try:
-            message = ("ok", load_checkpoint(path) if path.is_file() else None)
-        except CheckpointError as exc:
-            message = ("error", str(exc))
-    kind, value = _dist.broadcast_object(message)
-    if kind == "error":
-        raise CheckpointError(value)
-    ckpt: dict[str, Any] | None = value
-    return ckpt
 
-
-def _describe_batch(config: Mapping[str, Any]) -> str:
-    world = config.get("world_size", 1)  # checkpoints from before distributed training: 1
-    if world == 1:
-        return f"batch_size={config['batch_size']}"
-    return (
-        f"batch_size={config['batch_size']} × world_size={world} "
-        f"(global batch {config['batch_size'] * world})"
-    )
-
-
-def _restore(
-    path: Path,
-    ckpt: Mapping[str, Any],
-    config: Mapping[str, Any],
-    model: KerasStyleNet,
-    optimizer: torch.optim.Optimizer,
-    generator: torch.Generator,
-    history: History,
-    device: torch.device,
-) -> int:
-    """Load a checkpoint into the run's objects; returns the number of epochs it completed."""
-    saved = ckpt["config"]
-    for key in _RESUME_MUST_MATCH:
-        if key in saved and saved[key] != config[key]:
-            raise CheckpointError(  # a ValueError
-                f"cannot resume from {path}: it was written with {key}={saved.get(key)!r}; "
-                f"received {key}={config[key]!r}"
+    def __init__(
+        self,
+        model: KerasStyleNet,
+        optimizer: torch.optim.Optimizer,
+        device: torch.device,
+        bf16: bool,
+        channels_last: bool,
+        compile: bool,
+        across_ranks: bool,
+    ) -> None:
+        self.optimizer = optimizer
+        self.device = device
+        self.bf16 = bf16
+        self.fmt = _memory_format(channels_last)
+        self.across_ranks = across_ranks
+        self.world, self.rank = (_dist.world_size(), _dist.rank()) if across_ranks else (1, 0)
+        logits_fn: Callable[[torch.Tensor], torch.Tensor] = model.logits
+        if across_ranks:
+            # Built after any restore: DDP broadcasts rank 0's weights to the other ranks.
+            logits_fn = torch.nn.parallel.DistributedDataParallel(
+                _LogitsModule(model), device_ids=[device] if device.type == "cuda" else None
             )
-    # The batch order depends on the global batch alone, not on how it is split into ranks.
-    if saved["batch_size"] * saved.get("world_size", 1) != config["global_batch_size"]:
-        raise CheckpointError(
-            f"cannot resume from {path}: it was written with {_describe_batch(saved)}; "
-            f"received {_describe_batch(config)}"
-        )
-    model.load_state_dict(ckpt["model"], strict=True)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    generator.set_state(ckpt["rng"]["generator"])
-    if device.type == "cuda" and "cuda" in ckpt["rng"]:
-        torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
-    restored = History(ckpt["history"], ckpt["seconds"])
-    history.clear()
-    history.update(restored)
-    history.seconds = restored.seconds
-    epoch: int = ckpt["epoch"]
-    return epoch
+        self.logits_fn = torch.compile(logits_fn) if compile else logits_fn
+
+    def __call__(
+        self, xb: torch.Tensor, yb: torch.Tensor, m: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step on this rank's part of a global batch of ``m`` images; returns the
+        batch's summed loss (float64) and its logits."""
+        self.optimizer.zero_grad(set_to_none=True)
+        with _autocast(self.device, self.bf16):
+            logits = self.logits_fn(xb.contiguous(memory_format=self.fmt))
+        if self.across_ranks:
+            # Summed over this rank's images and scaled by world/m: DDP averages over the
+            # ranks, so the gradient is that of the mean loss over the global batch,
+            # whatever this rank's share of it (a last partial batch may leave it none).
+            rank_sum = F.cross_entropy(_at_least_float32(logits), yb, reduction="sum")
+            (rank_sum * (self.world / m)).backward()  # type: ignore[no-untyped-call]
+            loss_sum = rank_sum.detach().double()
+        else:
+            loss = F.cross_entropy(_at_least_float32(logits), yb)  # batch mean, as Keras
+            loss.backward()  # type: ignore[no-untyped-call]
+            loss_sum = loss.detach().double() * m
+        self.optimizer.step()
+        return loss_sum, logits
+
+    def epoch(
+        self,
+        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+        report: Progress,
+        on_batch_end: BatchCallback | None,
+        epoch: int,
+    ) -> dict[str, float]:
+        """Train on every batch; the epoch's ``loss`` and ``accuracy`` as Keras reports them."""
+        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        seen = 0
+        refresh = max(1, report.steps // 50)  # running values for the bar: ~50 syncs per epoch
+        # Every rank gathers (and augments) the whole global batch, so the generator draws
+        # what a single process would, then keeps its own part (a view).
+        for i, (xb, yb) in enumerate(batches):
+            m = len(yb)
+            if self.across_ranks:
+                xb, yb = _shard(xb, self.world, self.rank), _shard(yb, self.world, self.rank)
+            batch_loss, logits = self(xb, yb, m)
+            loss_sum += batch_loss
+            seen += len(yb)
+            correct += (logits.detach().argmax(dim=1) == yb).sum()
+            show = report.tty and (i % refresh == 0 or i == report.steps - 1)
+            report.update(  # across ranks: rank 0's part of the epoch so far
+                float(loss_sum) / max(seen, 1) if show else None,
+                int(correct) / max(seen, 1) if show else None,
+            )
+            if on_batch_end is not None:
+                on_batch_end(epoch, i)
+        if not self.across_ranks:
+            return {"loss": float(loss_sum) / seen, "accuracy": int(correct) / seen}
+        totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(seen)])
+        _dist.all_reduce_sum(totals)  # counts below 2**53 stay exact in float64
+        return {"loss": float(totals[0] / totals[2]), "accuracy": float(totals[1] / totals[2])}
 
 
 __all__ = [
@@ -766,7 +563,6 @@ __all__ = [
     "default_optimizer",
     "evaluate",
     "fit",
-    "load_checkpoint",
-    "model_from_checkpoint",
+    "optimizer_hparams",
     "seeded_model",
 ]

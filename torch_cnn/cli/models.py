@@ -1,18 +1,19 @@
-"""The ``torch-cnn`` command line. The only module that parses argv."""
+"""``torch-cnn list | summary | parity | port | compare``: models and Keras files."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
 
 import torch
 
 import torch_cnn
-from torch_cnn import bench, cli_train, data
+from torch_cnn import data
+from torch_cnn.cli.common import import_keras
 from torch_cnn.models import KerasStyleNet
+from torch_cnn.porting import infer_model_name, keras_files
+from torch_cnn.porting.keras_files import read_keras_file
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -27,8 +28,6 @@ def _cmd_summary(args: argparse.Namespace) -> int:
 
 def _parity_images(data_dir: str | None, n: int, dtype: torch.dtype) -> tuple[torch.Tensor, str]:
     """Real CIFAR-10 test images when the data can be found (or downloaded), else seeded noise."""
-    from torch_cnn import data
-
     try:
         root = data.resolve_data_dir(data_dir)
         images = data.load_cifar10(root).test.images[:n]
@@ -89,9 +88,6 @@ def _port_keras_file(
     Given a model, ``load_keras_weights`` reads the path itself, so the model's layer order
     places a ``.weights.h5`` that records none.
     """
-    from torch_cnn.keras_files import read_keras_file
-    from torch_cnn.porting import infer_model_name
-
     if model_name:
         return torch_cnn.load_keras_weights(torch_cnn.create_model(model_name, dtype=dtype), path)
     record = read_keras_file(path)
@@ -101,8 +97,6 @@ def _port_keras_file(
 
 def _cmd_port(args: argparse.Namespace) -> int:
     """Keras file → torch checkpoint, or torch checkpoint → .weights.h5, by the extensions."""
-    from torch_cnn import keras_files
-
     src, dst = str(args.src), str(args.dst)
     if _is_keras_file(src) and dst.endswith(TORCH_SUFFIXES):
         model = _port_keras_file(src, args.model)
@@ -127,7 +121,7 @@ def _cmd_port(args: argparse.Namespace) -> int:
 
 def _cmd_compare(args: argparse.Namespace) -> int:
     """Load a Keras file with Keras, port it with torch_cnn's reader, compare every layer."""
-    keras, keras_ref = _import_keras("compare")
+    keras, keras_ref = import_keras("compare")
     from torch_cnn.parity import compare_with_keras
 
     path = str(args.keras_file)
@@ -148,8 +142,6 @@ def _cmd_compare(args: argparse.Namespace) -> int:
             keras_model = keras_ref.build_model(name, args.dtype)
             keras_model.set_weights(weights)
     if args.data_dir:
-        from torch_cnn import data
-
         images = data.load_cifar10(data.resolve_data_dir(args.data_dir, download=False)).test.images
         x, what = (
             data.to_float(images[: args.n]).to(dtype),
@@ -165,35 +157,16 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-def _import_keras(command: str) -> tuple[Any, Any]:
-    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    try:
-        import keras
-
-        import keras_ref
-    except ImportError as exc:
-        raise SystemExit(
-            f"torch-cnn {command} needs Keras (pip install 'torch-cnn[keras]'): {exc}"
-        ) from exc
-    return keras, keras_ref
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="torch-cnn", description="PyTorch reimplementations of two Keras CIFAR-10 CNNs."
-    )
-    parser.add_argument("--version", action="version", version=torch_cnn.__version__)
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    p = sub.add_parser("list", help="list the registered models")
+def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Register the model and Keras-file commands on a ``parser.add_subparsers()`` object."""
+    p = subparsers.add_parser("list", help="list the registered models")
     p.set_defaults(func=_cmd_list)
 
-    p = sub.add_parser("summary", help="a Keras-style summary of a model")
+    p = subparsers.add_parser("summary", help="a Keras-style summary of a model")
     p.add_argument("model", choices=torch_cnn.list_models())
     p.set_defaults(func=_cmd_summary)
 
-    p = sub.add_parser(
+    p = subparsers.add_parser(
         "parity", help="port each Keras reference model and compare every layer (needs Keras)"
     )
     p.add_argument("--model", choices=torch_cnn.list_models())
@@ -203,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the Keras initialisers")
     p.set_defaults(func=_cmd_parity)
 
-    p = sub.add_parser(
+    p = subparsers.add_parser(
         "port", help="Keras file → .safetensors, or .safetensors → .weights.h5 (no TensorFlow)"
     )
     p.add_argument("src", help="a .keras, .weights.h5 or .h5 file, or a .safetensors file")
@@ -211,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", choices=torch_cnn.list_models(), help="default: from the file")
     p.set_defaults(func=_cmd_port)
 
-    p = sub.add_parser("compare", help="per-layer parity of a Keras file against its port")
+    p = subparsers.add_parser("compare", help="per-layer parity of a Keras file against its port")
     p.add_argument("keras_file", help="a .keras, .h5 or .weights.h5 file")
     p.add_argument("--model", choices=torch_cnn.list_models(), help="default: from the file")
     p.add_argument("--data-dir", help="CIFAR-10 directory; seeded random images without it")
@@ -225,22 +198,3 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=256, help="number of images (default 256)")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_cmd_compare)
-
-    cli_train.add_commands(sub)
-    bench.add_command(sub)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        status: int = args.func(args)
-    except (
-        torch_cnn.PortingError,
-        torch_cnn.CheckpointError,
-        data.Cifar10Error,
-        FileNotFoundError,
-    ) as exc:
-        print(f"torch-cnn {args.command}: error: {exc}", file=sys.stderr)
-        return 2
-    return status

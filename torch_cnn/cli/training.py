@@ -1,15 +1,8 @@
 """``torch-cnn train`` and ``torch-cnn evaluate``: the training recipe as two subcommands.
 
 ``add_commands(subparsers)`` registers both on the ``torch-cnn`` parser (``cli.build_parser``).
-A training run writes everything it produced, with its provenance, into ``--out``:
-
-- ``history.json``: Keras's ``history.history`` (``loss``, ``accuracy``, ``val_loss``,
-  ``val_accuracy``, one value per epoch);
-- ``metrics.json``: test loss and accuracy, per-class accuracy, the confusion matrix, the
-  training time, device, versions, seed, data directory, image counts and the full config;
-- ``curves.png`` and ``confusion.png``;
-- ``model.safetensors`` (``torch_cnn.save``; ``torch_cnn.load`` reads it back);
-- ``last.pt``: the per-epoch training checkpoint that ``--resume`` continues from.
+A training run writes everything it produced, with its provenance, into ``--out``
+(the run directory: see ``torch_cnn.train.run``).
 
 Several processes: ``torchrun --nproc-per-node=N -m torch_cnn train ...`` trains with
 ``DistributedDataParallel`` (gloo on the CPU, nccl on CUDA with one GPU per rank; see
@@ -26,43 +19,32 @@ call, so their validation set is not known. Like the usual Keras CIFAR-10 recipe
 from __future__ import annotations
 
 import argparse
-import json
-import math
-import os
-import platform
 import sys
-from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from torch_cnn import data, distributed
-from torch_cnn.checkpoint import atomic_write
+from torch_cnn.env import describe_device, parse_device
 from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE
 from torch_cnn.registry import list_models
 from torch_cnn.train import (
     CHECKPOINT_NAME,
     EVAL_BATCH_SIZE,
     KERAS_FIT_BATCH_SIZE,
-    EvalResult,
-    default_device,
     evaluate,
     fit,
     model_from_checkpoint,
     seeded_model,
 )
+from torch_cnn.train.run import run_metrics, write_run_dir
 
-HISTORY_FILE = "history.json"
-METRICS_FILE = "metrics.json"
-CURVES_FILE = "curves.png"
-CONFUSION_FILE = "confusion.png"
-WEIGHTS_FILE = "model.safetensors"
 DEFAULT_EPOCHS = 10
 OPTIMIZERS = ("keras_adam", "torch_adam")
 
 
+# TODO(integration): torch_cnn.optim.create_optimizer replaces this.
 def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     """``keras_adam``: ``torch_cnn.optim.KerasAdam`` (the default, Keras's Adam exactly);
     ``torch_adam``: ``torch.optim.Adam`` with Keras's hyperparameters (lr, betas, eps 1e-7),
@@ -77,51 +59,15 @@ def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
     raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
-def versions() -> dict[str, str]:
-    """The versions a result depends on: Python, torch, NumPy, torch_cnn."""
-    import torch_cnn
-
-    return {
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "numpy": np.__version__,
-        "torch_cnn": torch_cnn.__version__,
-    }
-
-
-def describe_device(device: torch.device) -> str:
-    """``'cuda: NVIDIA H100 80GB HBM3'`` or ``'cpu: x86_64, 2 threads'``: what a timing ran on."""
-    if device.type == "cuda":
-        return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {platform.machine()}, {torch.get_num_threads()} threads"
-
-
-def _json_number(value: float) -> float | None:
-    return None if math.isnan(value) else value  # JSON has no NaN (a class with no images)
-
-
-def write_json(path: str | os.PathLike[str], obj: Mapping[str, Any]) -> None:
-    """``obj`` as indented JSON, written atomically."""
-    text = json.dumps(obj, indent=2, allow_nan=False) + "\n"
-    atomic_write(path, lambda tmp: Path(tmp).write_text(text))
-
-
-def _parse_device(value: str | None) -> torch.device:
-    return torch.device(value) if value else default_device()
-
-
 def cmd_train(args: argparse.Namespace) -> int:
     # One process, or one rank of a torchrun launch (then inside its process group).
     status = distributed.run_in_process_group(
-        lambda device: _train(args, device), _parse_device(args.device)
+        lambda device: _train(args, device), parse_device(args.device)
     )
     return 0 if status is None else status
 
 
 def _train(args: argparse.Namespace, device: torch.device) -> int:
-    from torch_cnn.checkpoint import save
-    from torch_cnn.plots import plot_confusion, plot_history
-
     out = Path(args.out)
     main = distributed.is_main()  # only rank 0 prints and writes files
     world, backend = distributed.world_size(), distributed.backend()
@@ -201,12 +147,9 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         world_size=world,
         backend=backend,
     )
-    write_json(out / HISTORY_FILE, history)
-    write_json(out / METRICS_FILE, metrics)
-    plot_history(history, out / CURVES_FILE)
-    plot_confusion(result.confusion, ds.classes, out / CONFUSION_FILE, title=f"{args.model} test")
-    save(model, out / WEIGHTS_FILE)
-    files = (HISTORY_FILE, METRICS_FILE, CURVES_FILE, CONFUSION_FILE, WEIGHTS_FILE, CHECKPOINT_NAME)
+    files = write_run_dir(
+        out, model, history, result, ds.classes, metrics, title=f"{args.model} test"
+    )
     print(
         f"{args.model}: test_accuracy {result.accuracy:.4f}  test_loss {result.loss:.4f}  "
         f"({result.num_samples} test images, {history.epochs} epochs, "
@@ -216,57 +159,11 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
     return 0
 
 
-def run_metrics(
-    result: EvalResult,
-    classes: list[str],
-    *,
-    framework: str,
-    model: str,
-    seconds: float,
-    epoch_seconds: list[float],
-    device: str,
-    seed: int,
-    data_dir: str,
-    num_train: int,
-    config: Mapping[str, Any],
-    versions_: Mapping[str, str] | None = None,
-    world_size: int = 1,
-    backend: str | None = None,
-) -> dict[str, Any]:
-    """The ``metrics.json`` record of a run (one schema for the torch and Keras scripts).
-
-    ``world_size`` and ``backend``: how many processes trained, over which
-    ``torch.distributed`` backend (``None`` for one process).
-    """
-    return {
-        "framework": framework,
-        "model": model,
-        "test_loss": result.loss,
-        "test_accuracy": result.accuracy,
-        "per_class_accuracy": {
-            name: _json_number(acc)
-            for name, acc in zip(classes, result.per_class_accuracy, strict=True)
-        },
-        "confusion_matrix": result.confusion,
-        "seconds": seconds,
-        "epoch_seconds": list(epoch_seconds),
-        "device": device,
-        "world_size": world_size,
-        "backend": backend,
-        "versions": dict(versions_ if versions_ is not None else versions()),
-        "seed": seed,
-        "data_dir": data_dir,
-        "num_train": num_train,
-        "num_test": result.num_samples,
-        "config": dict(config),
-    }
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch_cnn
 
     path = Path(args.checkpoint)
-    device = _parse_device(args.device)
+    device = parse_device(args.device)
     if path.suffix == ".safetensors":
         model = torch_cnn.load(path, device=device)
     else:
@@ -328,13 +225,3 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--device", help="cpu, cuda, … (default: cuda when available)")
     p.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help="default %(default)s")
     p.set_defaults(func=cmd_evaluate)
-
-
-__all__ = [
-    "add_commands",
-    "cmd_evaluate",
-    "cmd_train",
-    "make_optimizer",
-    "run_metrics",
-    "versions",
-]

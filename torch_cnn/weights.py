@@ -1,4 +1,4 @@
-"""torch-side weight files: ``save``/``load`` in safetensors, self-describing through metadata.
+"""torch-side weight files (formerly ``torch_cnn.checkpoint``): ``save``/``load`` in safetensors, self-describing through metadata.
 
 A file records the registered model name, the package version and the dtype
 in its safetensors metadata, so ``load(path)`` needs nothing else. safetensors
@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import secrets
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -18,6 +16,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from torch_cnn._io import atomic_write
+from torch_cnn._version import __version__
 from torch_cnn.models.base import KerasStyleNet
 from torch_cnn.registry import create_model, list_models
 
@@ -29,31 +29,8 @@ class CheckpointError(ValueError):
     """A weights file that cannot be read as a torch_cnn model; nothing was loaded."""
 
 
-def atomic_write(path: str | os.PathLike[str], write: Callable[[str], object]) -> None:
-    """Call ``write(tmp_path)`` on a temporary file beside ``path``, then rename it into place.
-
-    The file is flushed to disk before the rename, so a crash or power loss leaves either
-    the old file or the complete new one, never a renamed file with missing contents.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp"))
-    # Created empty and exclusive, with the umask's permissions (mkstemp's are 0600).
-    os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))
-    try:
-        write(tmp)
-        with open(tmp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save(model: nn.Module, path: str | os.PathLike[str]) -> Path:
     """Write ``model``'s weights to a ``.safetensors`` file, atomically; returns the path."""
-    from torch_cnn import __version__
-
     if not isinstance(model, KerasStyleNet):
         raise TypeError(f"save needs a torch_cnn model; received {type(model).__name__}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}

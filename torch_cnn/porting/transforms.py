@@ -1,4 +1,4 @@
-"""Keras ⇄ PyTorch weight porting, as pure functions over a source-neutral record.
+"""Keras ⇄ PyTorch weight porting for the seed models, as pure functions over a record.
 
 The layers of a Keras model (live, or read from a file) become a
 ``KerasModelRecord``: an ordered list of ``KerasLayer`` (class, config, weights
@@ -17,9 +17,6 @@ Layout transforms (Keras → torch):
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -27,29 +24,7 @@ import torch
 from torch import nn
 
 from torch_cnn.models.base import KerasStyleNet, LayerInfo, conv_padding
-
-
-class PortingError(ValueError):
-    """A Keras source does not fit a torch model; the model was left unchanged."""
-
-
-@dataclass(frozen=True)
-class KerasLayer:
-    """One Keras layer as any source describes it (a live model, a .keras archive, an .h5 file)."""
-
-    name: str  # the user's layer name, for messages only: matching never uses it
-    class_name: str  # "Conv2D", "MaxPooling2D", "Flatten", "Dense", ...
-    config: Mapping[str, Any] = field(default_factory=dict)  # get_config(); {} when unknown
-    weights: tuple[np.ndarray, ...] = ()  # Keras order: (kernel, bias)
-
-
-@dataclass(frozen=True)
-class KerasModelRecord:
-    """An ordered Keras layer chain (InputLayer excluded) and where it came from."""
-
-    source: str  # e.g. "Keras model 'functional'" or a file path, named in every error
-    layers: tuple[KerasLayer, ...]
-    input_shape: tuple[int, ...] | None = None  # (H, W, C) without the batch axis, when known
+from torch_cnn.porting.records import KerasLayer, KerasModelRecord, PortingError
 
 
 def _describe(module: nn.Module) -> str:
@@ -281,106 +256,3 @@ def torch_to_keras(model: nn.Module) -> list[list[np.ndarray]]:
             arrays.append(np.array(t, copy=True, order="C"))
         out.append(arrays)
     return out
-
-
-def record_from_keras_model(keras_model: Any) -> KerasModelRecord:
-    """Describe a live Keras model (duck-typed: Keras need not be importable here)."""
-    layers = []
-    for layer in keras_model.layers:
-        cls = type(layer).__name__
-        if cls == "InputLayer":
-            continue
-        weights = tuple(np.asarray(w) for w in layer.get_weights())
-        layers.append(KerasLayer(layer.name, cls, layer.get_config(), weights))
-    shape = getattr(keras_model, "input_shape", None)
-    input_shape = tuple(shape[1:]) if isinstance(shape, tuple | list) else None
-    name = getattr(keras_model, "name", "?")
-    return KerasModelRecord(f"Keras model {name!r}", tuple(layers), input_shape)
-
-
-def _as_record(source: Any, model: nn.Module | None = None) -> KerasModelRecord:
-    if isinstance(source, KerasModelRecord):
-        return source
-    if isinstance(source, str | os.PathLike):
-        from torch_cnn import keras_files  # only file sources need h5py/zipfile
-
-        # A .weights.h5 holds no architecture: the torch layer table gives the class order,
-        # exactly as Keras's own load_weights pairs layers with the model it loads into.
-        classes = (
-            [info.keras_class for info in model.layer_table]
-            if isinstance(model, KerasStyleNet)
-            else None
-        )
-        record: KerasModelRecord = keras_files.read_keras_file(source, layer_classes=classes)
-        return record
-    if hasattr(source, "layers") and hasattr(source, "get_weights"):
-        return record_from_keras_model(source)
-    raise TypeError(
-        "expected a Keras model, a path to a .keras/.weights.h5/.h5 file or a KerasModelRecord; "
-        f"received {type(source).__name__}"
-    )
-
-
-def load_keras_weights(model: nn.Module, source: Any) -> nn.Module:
-    """Copy Keras weights into ``model`` and return it; on any mismatch the model is unchanged.
-
-    ``source`` is a live Keras model, a path to a ``.keras``/``.weights.h5``/``.h5``
-    file (read without TensorFlow) or a ``KerasModelRecord``::
-
-        keras_model = keras_ref.build_model("model_cnn")
-        model = torch_cnn.load_keras_weights(torch_cnn.create_model("model_cnn"), keras_model)
-    """
-    state = keras_to_torch(_as_record(source, model), model)
-    current = model.state_dict()
-    if set(state) != set(current):  # the table covers every parameter; buffers would show here
-        raise PortingError(
-            f"state dict keys differ: missing {sorted(set(current) - set(state))}, "
-            f"unexpected {sorted(set(state) - set(current))}"
-        )
-    model.load_state_dict(state, strict=True)
-    return model
-
-
-def export_to_keras_model(model: nn.Module, keras_model: Any) -> Any:
-    """Copy ``model``'s weights into a live Keras model; checks everything before setting any."""
-    record = record_from_keras_model(keras_model)
-    keras_to_torch(record, model)  # the same structural and shape checks as an import
-    weights = torch_to_keras(model)
-    layers = [layer for layer in keras_model.layers if type(layer).__name__ != "InputLayer"]
-    for layer, arrays in zip(layers, weights, strict=True):
-        if arrays:
-            dtype = np.dtype(layer.get_weights()[0].dtype)
-            layer.set_weights([a.astype(dtype, copy=False) for a in arrays])
-    return keras_model
-
-
-def infer_model_name(record: KerasModelRecord) -> str:
-    """The one registered model whose architecture the Keras record fits (checked like a port)."""
-    from torch_cnn.registry import create_model, list_models
-
-    reasons = {}
-    for name in list_models():
-        try:
-            keras_to_torch(record, create_model(name, device="meta"))
-            return name
-        except PortingError as exc:
-            reasons[name] = str(exc)
-    detail = "; ".join(f"{name}: {why}" for name, why in reasons.items())
-    raise PortingError(f"{record.source}: fits none of the registered models ({detail})")
-
-
-def export_keras_weights(model: nn.Module, target: Any) -> Any:
-    """Write ``model``'s weights to Keras: a live Keras model, or a ``.weights.h5`` path.
-
-    A file is written to a temporary file and renamed, so it is never half-written;
-    it loads with Keras's own ``model.load_weights()``. Returns the Keras model or the path.
-    """
-    if isinstance(target, str | os.PathLike):
-        from torch_cnn import keras_files
-
-        return keras_files.write_weights_h5(model, target)
-    if hasattr(target, "layers") and hasattr(target, "set_weights"):
-        return export_to_keras_model(model, target)
-    raise TypeError(
-        f"expected a Keras model or a path ending in .weights.h5; received {type(target).__name__}"
-    )

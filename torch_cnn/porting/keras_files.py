@@ -63,9 +63,10 @@ import h5py
 import numpy as np
 from torch import nn
 
-from torch_cnn.checkpoint import atomic_write
+from torch_cnn._io import atomic_write
 from torch_cnn.models.base import KerasStyleNet
-from torch_cnn.porting import KerasLayer, KerasModelRecord, PortingError, torch_to_keras
+from torch_cnn.porting.records import KerasLayer, KerasModelRecord, PortingError
+from torch_cnn.porting.transforms import torch_to_keras
 
 __all__ = ["read_keras_file", "to_snake_case", "write_weights_h5"]
 
@@ -80,10 +81,6 @@ H5_MAX_EXPANSION = 1000
 FLOAT_KINDS = "f"  # float16/32/64; bfloat16 (ml_dtypes) needs Keras to decode
 
 _WEIGHTLESS = ("MaxPooling2D", "Flatten")
-
-# The Keras API each seed model is written in (seed 000: functional, seed 001:
-# Sequential); it decides which groups ``save_weights`` writes.
-KERAS_API = {"model_cnn": "functional", "model_cifar10": "sequential"}
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header; an empty archive
 # What a damaged or malformed file makes zipfile, zlib, json and h5py raise.
@@ -547,7 +544,7 @@ def write_weights_h5(
     ``model_name`` (and a Functional model's ``input_name``) only fill the
     ``name`` attributes, which Keras does not read back; they default to what
     a fresh Keras session calls the layers.
-    ``keras_api`` ("functional" or "sequential") defaults to the seed's.
+    ``keras_api`` ("functional" or "sequential") defaults to the model's ``keras_api``.
     The file appears whole or not at all (written beside ``path``, then renamed).
 
     For example::
@@ -561,7 +558,7 @@ def write_weights_h5(
     weights = torch_to_keras(model)  # TypeError for anything but a torch_cnn model
     assert isinstance(model, KerasStyleNet)
     classes = [info.keras_class for info in model.layer_table]
-    api = keras_api or KERAS_API.get(model.name, "functional")
+    api = keras_api or model.keras_api
     if api not in ("functional", "sequential"):
         raise ValueError(f"keras_api must be 'functional' or 'sequential'. Received: {api!r}")
     counts: dict[str, int] = defaultdict(int)

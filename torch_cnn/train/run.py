@@ -1,0 +1,106 @@
+"""A run directory: what a training run leaves behind, with its provenance, in one schema.
+
+``torch-cnn train --out DIR`` writes, and the scripts that train Keras write the same
+``history.json`` and ``metrics.json`` schema (``scripts/train_keras.py``):
+
+- ``history.json``: Keras's ``history.history`` (``loss``, ``accuracy``, ``val_loss``,
+  ``val_accuracy``, one value per epoch);
+- ``metrics.json``: test loss and accuracy, per-class accuracy, the confusion matrix, the
+  training time, device, versions, seed, data directory, image counts and the full config;
+- ``curves.png`` and ``confusion.png``;
+- ``model.safetensors`` (``torch_cnn.save``; ``torch_cnn.load`` reads it back);
+- ``last.pt``: the per-epoch training checkpoint that ``--resume`` continues from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from torch_cnn._io import json_number, write_json
+from torch_cnn.env import versions
+from torch_cnn.train.checkpoint import CHECKPOINT_NAME
+from torch_cnn.train.results import EvalResult, History
+
+HISTORY_FILE = "history.json"
+METRICS_FILE = "metrics.json"
+CURVES_FILE = "curves.png"
+CONFUSION_FILE = "confusion.png"
+WEIGHTS_FILE = "model.safetensors"
+RUN_FILES = (HISTORY_FILE, METRICS_FILE, CURVES_FILE, CONFUSION_FILE, WEIGHTS_FILE, CHECKPOINT_NAME)
+
+
+def run_metrics(
+    result: EvalResult,
+    classes: list[str],
+    *,
+    framework: str,
+    model: str,
+    seconds: float,
+    epoch_seconds: list[float],
+    device: str,
+    seed: int,
+    data_dir: str,
+    num_train: int,
+    config: Mapping[str, Any],
+    versions_: Mapping[str, str] | None = None,
+    world_size: int = 1,
+    backend: str | None = None,
+) -> dict[str, Any]:
+    """The ``metrics.json`` record of a run (one schema for the torch and Keras scripts).
+
+    ``world_size`` and ``backend``: how many processes trained, over which
+    ``torch.distributed`` backend (``None`` for one process).
+    """
+    return {
+        "framework": framework,
+        "model": model,
+        "test_loss": result.loss,
+        "test_accuracy": result.accuracy,
+        "per_class_accuracy": {
+            name: json_number(acc)
+            for name, acc in zip(classes, result.per_class_accuracy, strict=True)
+        },
+        "confusion_matrix": result.confusion,
+        "seconds": seconds,
+        "epoch_seconds": list(epoch_seconds),
+        "device": device,
+        "world_size": world_size,
+        "backend": backend,
+        "versions": dict(versions_ if versions_ is not None else versions()),
+        "seed": seed,
+        "data_dir": data_dir,
+        "num_train": num_train,
+        "num_test": result.num_samples,
+        "config": dict(config),
+    }
+
+
+def write_run_dir(
+    out: str | os.PathLike[str],
+    model: nn.Module,
+    history: History,
+    result: EvalResult,
+    classes: Sequence[str],
+    metrics: Mapping[str, Any],
+    *,
+    title: str,
+) -> list[str]:
+    """Write history, metrics, both plots and the weights into ``out``; returns the file names.
+
+    Each file is written atomically; ``last.pt`` is ``fit``'s own (``checkpoint_dir=out``).
+    """
+    from torch_cnn.plots import plot_confusion, plot_history
+    from torch_cnn.weights import save
+
+    out = Path(out)
+    write_json(out / HISTORY_FILE, history)
+    write_json(out / METRICS_FILE, metrics)
+    plot_history(history, out / CURVES_FILE)
+    plot_confusion(result.confusion, list(classes), out / CONFUSION_FILE, title=title)
+    save(model, out / WEIGHTS_FILE)
+    return [name for name in RUN_FILES if (out / name).exists()]
