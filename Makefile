@@ -12,7 +12,7 @@ ifneq ($(CIFAR10_DIR),)
 export CIFAR10_DIR
 endif
 
-.PHONY: demo test lint types pytest clean
+.PHONY: demo test test-fast lint types pytest clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ pytest: $(STAMP)
 	$(VENV)/bin/pytest
 
 test: lint types pytest
+
+# The inner loop: lint, types and every test not marked slow (no subprocess trainings,
+# torchrun or Keras trajectories). `make test` and CI run everything.
+test-fast: lint types
+	$(VENV)/bin/pytest -m "not slow"
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

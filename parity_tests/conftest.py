@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
@@ -17,8 +19,19 @@ def real_test_images(cifar10_dir: Path) -> torch.Tensor:
     return images.to(torch.float64) / 255.0
 
 
+@pytest.fixture(scope="session")
+def side_by_side(keras: ModuleType) -> ModuleType:
+    """``keras_ref.side_by_side``: Keras and torch_cnn on the same weights and batches."""
+    from keras_ref import side_by_side as module
+
+    return module
+
+
 @pytest.fixture(autouse=True)
-def _no_tf32() -> None:
-    """Parity mode: TF32 off on CUDA (cuDNN allows it by default)."""
+def _no_tf32() -> Iterator[None]:
+    """Parity mode: TF32 off on CUDA (cuDNN allows it by default), restored after the test."""
+    before = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

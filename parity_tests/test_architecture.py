@@ -7,27 +7,7 @@ from types import ModuleType
 import pytest
 
 import torch_cnn
-
-# The seeds' numbers (the notebooks' summaries), stated once.
-SEED_LAYERS = {
-    "model_cnn": [
-        ("Conv2D", (16, 16, 10), 490),
-        ("Conv2D", (8, 8, 20), 1_820),
-        ("Flatten", (1280,), 0),
-        ("Dense", (10,), 12_810),
-    ],
-    "model_cifar10": [
-        ("Conv2D", (30, 30, 32), 896),
-        ("MaxPooling2D", (15, 15, 32), 0),
-        ("Conv2D", (13, 13, 64), 18_496),
-        ("MaxPooling2D", (6, 6, 64), 0),
-        ("Conv2D", (4, 4, 128), 73_856),
-        ("Flatten", (2048,), 0),
-        ("Dense", (64,), 131_136),
-        ("Dense", (10,), 650),
-    ],
-}
-SEED_TOTALS = {"model_cnn": 15_120, "model_cifar10": 225_034}
+from parity_tests.helpers import SEED_LAYERS, SEED_TOTALS
 
 
 def torch_layers(name: str) -> list[tuple[str, tuple[int, ...], int]]:

@@ -22,7 +22,6 @@ import pytest
 import torch
 
 from parity_tests.helpers import MODEL_NAMES, build_seeded_pair
-from parity_tests.test_training_parity import keras_loss, keras_targets, keras_weights, max_abs
 from torch_cnn.data import load_cifar10
 from torch_cnn.porting import torch_to_keras
 from torch_cnn.train import fit
@@ -40,9 +39,12 @@ def _nhwc(images: torch.Tensor) -> np.ndarray:
     return images.permute(0, 2, 3, 1).numpy().astype("float64") / 255.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_fit_first_epoch_matches_keras_fit(keras: ModuleType, cifar10_dir: Path, name: str) -> None:
     import keras_ref
+    from keras_ref import recipe
+    from keras_ref.side_by_side import keras_weights, max_abs
 
     ds = load_cifar10(cifar10_dir)
     train_x, train_y = ds.train.images[:N_TRAIN], ds.train.labels[:N_TRAIN]
@@ -64,11 +66,11 @@ def test_fit_first_epoch_matches_keras_fit(keras: ModuleType, cifar10_dir: Path,
     # The order torch's fit drew (data.iterate_batches: randperm on a seeded CPU generator).
     order = torch.randperm(N_TRAIN, generator=torch.Generator().manual_seed(SHUFFLE_SEED))
     x = _nhwc(train_x[order])
-    y = keras_targets(name, train_y[order].numpy(), "float64")
+    y = recipe.targets(name, train_y[order].numpy(), "float64")
     with keras_ref.dtype_scope("float64"):
         keras_model.compile(
             optimizer=keras.optimizers.Adam(),
-            loss=keras_loss(keras, name),
+            loss=recipe.loss(name),
             metrics=["accuracy"],
             jit_compile=False,
         )
@@ -78,7 +80,7 @@ def test_fit_first_epoch_matches_keras_fit(keras: ModuleType, cifar10_dir: Path,
             batch_size=32,
             epochs=1,
             shuffle=False,
-            validation_data=(_nhwc(val_x), keras_targets(name, val_y.numpy(), "float64")),
+            validation_data=(_nhwc(val_x), recipe.targets(name, val_y.numpy(), "float64")),
             verbose=0,
         )
     keras_history = {k: float(v[0]) for k, v in fitted.history.items()}

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import torch_cnn
-from parity_tests.helpers import DTYPES, MODEL_NAMES, load_script
+from parity_tests.helpers import DTYPES, MODEL_NAMES
+from tests.helpers import load_script
 from torch_cnn.parity import default_atol, torch_layer_outputs
 from torch_cnn.porting import KerasLayer, KerasModelRecord
 

@@ -24,16 +24,16 @@ import pytest
 import torch
 
 import torch_cnn
-from parity_tests.helpers import (
-    CUSTOM_NAMES,
-    MODEL_NAMES,
-    random_images,
-    run_python,
-    seeded_keras_weights,
-    with_custom_names,
+from parity_tests.helpers import MODEL_NAMES, random_images
+from tests.helpers import run_python
+from torch_cnn.porting import (
+    PortingError,
+    keras_to_torch,
+    keras_writer,
+    record_from_keras_model,
 )
-from torch_cnn.porting import PortingError, keras_files, keras_to_torch, record_from_keras_model
-from torch_cnn.porting.keras_files import read_keras_file, write_weights_h5
+from torch_cnn.porting.keras_files import read_keras_file
+from torch_cnn.porting.keras_writer import write_weights_h5
 
 FILES_DIR = Path(__file__).parent / "files"
 FORMATS = (".keras", ".weights.h5", ".h5")
@@ -53,10 +53,11 @@ SavedFiles = tuple[Any, dict[str, Path]]  # the seeded Keras model and {format: 
 def build_keras(keras: ModuleType, name: str, naming: str) -> Any:
     """keras_ref's model with seeded weights; ``custom`` renames every layer (same architecture)."""
     import keras_ref
+    from keras_ref.weights import seeded_keras_weights, with_custom_names
 
     model = keras_ref.build_model(name)
     if naming == "custom":
-        model = with_custom_names(keras, model, name)
+        model = with_custom_names(model, name)
     seeded_keras_weights(model, SEED)
     return model
 
@@ -353,6 +354,8 @@ def _strip_weightless(f: h5py.File) -> None:
 def test_weights_h5_order_without_and_with_layer_classes(
     saved: Callable[[str, str], SavedFiles], tmp_path: Path
 ) -> None:
+    from keras_ref.weights import CUSTOM_NAMES
+
     keras_model, paths = saved("model_cifar10", "custom")
     live = keras_to_torch(
         record_from_keras_model(keras_model), torch_cnn.create_model("model_cifar10")
@@ -394,7 +397,7 @@ def test_write_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         f.create_group("vars")
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(keras_files, "_write_store", fail)
+    monkeypatch.setattr(keras_writer, "_write_store", fail)
     with pytest.raises(RuntimeError, match="disk full"):
         write_weights_h5(model, target)
     assert target.read_bytes() == b"previous contents"
@@ -436,6 +439,7 @@ print(json.dumps(all(s == result["states"][0] for s in result["states"])))
 STORED = [f"model_cnn{suffix}{ext}" for suffix in ("", "_custom") for ext in FORMATS]
 
 
+@pytest.mark.slow
 def test_stored_files_load_without_tensorflow() -> None:
     """Keras-written files, default and custom layer names (the convs swap Keras's default
     names), every format, read where TensorFlow and Keras cannot be imported."""

@@ -24,15 +24,13 @@ from collections.abc import Callable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 import torch_cnn
-from parity_tests.helpers import DTYPES, MODEL_NAMES, build_seeded_pair
+from parity_tests.helpers import DTYPES, MODEL_NAMES
 from torch_cnn.models import KerasStyleNet
 from torch_cnn.optim import (
     KERAS_ADAM_BETA_1,
@@ -43,8 +41,6 @@ from torch_cnn.optim import (
 )
 from torch_cnn.porting import torch_to_keras
 
-BATCH_SIZE = 32
-N_STEPS = 50
 # model_cifar10's float32 trajectories are chaotic: a rounding difference of ~1e-7 (TF's and
 # torch's convolutions sum in different orders) tips a ReLU/max-pool decision after a dozen
 # or more steps and the runs drift apart, by up to 0.3 relative in the weights by step 50.
@@ -57,103 +53,9 @@ N_STEPS = 50
 # starts, torch_cnn fell short of XLA's count once, by 3 steps; it went further in 4).
 FLOAT32_MIN_AGREEMENT = 10  # fewer steps than this and the float32 test would show little
 FLOAT32_SLACK_STEPS = 5
-WEIGHT_SEED = 2024
 
 GRAD_ATOL_FLOAT64 = 1e-12
 TRAJECTORY_ATOL_FLOAT64 = 1e-10
-TRAJECTORY_RTOL_FLOAT32 = 1e-4
-KERAS_EPSILON = 1e-7  # keras.config.epsilon(): the probability clip of a cross-entropy
-
-Batch = tuple[np.ndarray, np.ndarray]  # Keras's view: NHWC images, labels (one-hot or integer)
-LossFn = Callable[[KerasStyleNet, torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-# ---------------------------------------------------------------------------------------------
-# The seeds' losses, in torch
-
-
-def cce_on_softmax(model: KerasStyleNet, x: torch.Tensor, onehot: torch.Tensor) -> torch.Tensor:
-    """Keras's ``CategoricalCrossentropy()`` on model_cnn's softmax output (seed 000).
-
-    Keras's softmax tags its output with the logits (``_keras_logits``) and the
-    TensorFlow cross-entropy uses them (``tf.nn.softmax_cross_entropy_with_logits``),
-    so no probability is clipped to [1e-7, 1 - 1e-7]: this is log-softmax, batch mean.
-    """
-    return -(onehot * F.log_softmax(model.logits(x), dim=-1)).sum(dim=-1).mean()
-
-
-def clipped_cce_on_probs(
-    model: KerasStyleNet, x: torch.Tensor, onehot: torch.Tensor
-) -> torch.Tensor:
-    """What ``from_logits=False`` would compute without the logits: clipped log-probabilities."""
-    probs: torch.Tensor = model(x)
-    probs = probs / probs.sum(dim=-1, keepdim=True)
-    probs = probs.clamp(KERAS_EPSILON, 1 - KERAS_EPSILON)
-    return -(onehot * probs.log()).sum(dim=-1).mean()
-
-
-def sparse_cce_from_logits(
-    model: KerasStyleNet, x: torch.Tensor, labels: torch.Tensor
-) -> torch.Tensor:
-    """Keras's ``SparseCategoricalCrossentropy(from_logits=True)`` on model_cifar10 (seed 001)."""
-    return F.cross_entropy(model.logits(x), labels)
-
-
-TORCH_LOSSES: dict[str, LossFn] = {
-    "model_cnn": cce_on_softmax,
-    "model_cifar10": sparse_cce_from_logits,
-}
-
-
-def keras_loss(keras: ModuleType, name: str) -> Any:
-    """The loss each seed model is compiled with (build inside the dtype scope)."""
-    if name == "model_cnn":
-        return keras.losses.CategoricalCrossentropy()
-    return keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-
-def keras_targets(name: str, labels: np.ndarray, dtype: str) -> np.ndarray:
-    """One-hot float labels for model_cnn's categorical loss, integer labels for model_cifar10."""
-    if name == "model_cnn":
-        onehot: np.ndarray = np.eye(10, dtype=dtype)[labels]
-        return onehot
-    return labels
-
-
-def to_torch_batch(images: np.ndarray, targets: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
-    """Keras's NHWC batch as the same bits in NCHW."""
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    return x, torch.from_numpy(targets)
-
-
-# ---------------------------------------------------------------------------------------------
-# Data: the first N_STEPS · BATCH_SIZE real training images, in file order, unshuffled
-
-
-@cache
-def _train_subset(cifar10_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    from torch_cnn.data import load_cifar10
-
-    train = load_cifar10(cifar10_dir).train
-    n = N_STEPS * BATCH_SIZE
-    images = train.images[:n].permute(0, 2, 3, 1).numpy()  # (n, 32, 32, 3) uint8
-    return np.ascontiguousarray(images), train.labels[:n].numpy()
-
-
-def train_batches(
-    cifar10_dir: Path, name: str, dtype: str, steps: int | None = None
-) -> list[Batch]:
-    """The batches Keras sees: images scaled as the seeds do (``astype(dtype) / 255.0``)."""
-    images, labels = _train_subset(cifar10_dir)
-    n = (steps or N_STEPS) * BATCH_SIZE
-    images, labels = images[:n], labels[:n]
-    x = images.astype(dtype) / np.asarray(255.0, dtype=dtype)
-    y = keras_targets(name, labels, dtype)
-    return [(x[i : i + BATCH_SIZE], y[i : i + BATCH_SIZE]) for i in range(0, len(x), BATCH_SIZE)]
-
-
-# ---------------------------------------------------------------------------------------------
-# Gradients
 
 
 def grads_in_keras_layout(model: KerasStyleNet) -> list[np.ndarray]:
@@ -167,28 +69,27 @@ def grads_in_keras_layout(model: KerasStyleNet) -> list[np.ndarray]:
     return [a for layer in torch_to_keras(shadow) for a in layer]
 
 
-def keras_weights(keras_model: Any) -> list[np.ndarray]:
-    return [np.asarray(w) for w in keras_model.get_weights()]
-
-
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_one_step_gradients_match_keras(keras: ModuleType, cifar10_dir: Path, name: str) -> None:
+def test_one_step_gradients_match_keras(
+    side_by_side: ModuleType, cifar10_dir: Path, name: str
+) -> None:
     import tensorflow as tf
 
-    import keras_ref
+    from keras_ref import dtype_scope, recipe
 
-    keras_model, model = build_seeded_pair(keras, name, "float64", seed=WEIGHT_SEED)
-    images, targets = train_batches(cifar10_dir, name, "float64")[0]
-    with keras_ref.dtype_scope("float64"):
-        loss_obj = keras_loss(keras, name)
+    sbs = side_by_side
+    keras_model, model = sbs.build_seeded_pair(name, "float64", seed=sbs.WEIGHT_SEED)
+    images, targets = sbs.train_batches(cifar10_dir, name, "float64")[0]
+    with dtype_scope("float64"):
+        loss_obj = recipe.loss(name)
         with tf.GradientTape() as tape:
             keras_value = loss_obj(targets, keras_model(images, training=True))
         keras_grads = tape.gradient(keras_value, keras_model.trainable_weights)
     assert keras_value.dtype == tf.float64
 
     model.train()
-    x, y = to_torch_batch(images, targets)
-    loss = TORCH_LOSSES[name](model, x, y)
+    x, y = sbs.to_torch_batch(images, targets)
+    loss = sbs.TORCH_LOSSES[name](model, x, y)
     loss.backward()
     torch_grads = grads_in_keras_layout(model)
 
@@ -205,24 +106,25 @@ def test_one_step_gradients_match_keras(keras: ModuleType, cifar10_dir: Path, na
 
 
 def test_softmax_cce_uses_logits_not_clipped_probabilities(
-    keras: ModuleType, cifar10_dir: Path
+    side_by_side: ModuleType, cifar10_dir: Path
 ) -> None:
     """Saturate model_cnn's softmax: Keras's loss follows log-softmax, not the 1e-7 clip."""
-    import keras_ref
+    from keras_ref import dtype_scope, recipe
 
-    keras_model, model = build_seeded_pair(keras, "model_cnn", "float64", seed=WEIGHT_SEED)
+    sbs = side_by_side
+    keras_model, model = sbs.build_seeded_pair("model_cnn", "float64", seed=sbs.WEIGHT_SEED)
     kernel, bias = keras_model.layers[-1].get_weights()
     keras_model.layers[-1].set_weights([kernel * 200.0, bias])
     with torch.no_grad():
         model.get_parameter("fc.weight").mul_(200.0)
-    images, targets = train_batches(cifar10_dir, "model_cnn", "float64")[0]
-    with keras_ref.dtype_scope("float64"):
-        keras_model.compile(loss=keras_loss(keras, "model_cnn"), jit_compile=False)
+    images, targets = sbs.train_batches(cifar10_dir, "model_cnn", "float64")[0]
+    with dtype_scope("float64"):
+        keras_model.compile(loss=recipe.loss("model_cnn"), jit_compile=False)
         keras_value = keras_model.test_on_batch(images, targets, return_dict=True)["loss"]
-    x, y = to_torch_batch(images, targets)
+    x, y = sbs.to_torch_batch(images, targets)
     with torch.no_grad():
-        from_logits = cce_on_softmax(model, x, y).item()
-        clipped = clipped_cce_on_probs(model, x, y).item()
+        from_logits = sbs.cce_on_softmax(model, x, y).item()
+        clipped = sbs.clipped_cce_on_probs(model, x, y).item()
     assert clipped < from_logits - 1.0, "the batch should saturate the softmax past the clip"
     assert abs(keras_value - from_logits) <= 1e-12 * from_logits
     assert abs(keras_value - clipped) > 1.0
@@ -233,154 +135,69 @@ def test_softmax_cce_uses_logits_not_clipped_probabilities(
 
 
 @cache
-def keras_trajectory(
-    keras: ModuleType,
-    cifar10_dir: Path,
-    name: str,
-    dtype: str,
-    steps: int | None = None,
-    seed: int = WEIGHT_SEED,
-) -> tuple[list[float], list[np.ndarray], list[np.ndarray]]:
-    """``steps`` (50) ``train_on_batch`` calls with Keras's Adam: losses, first and last weights."""
-    import keras_ref
+def keras_run(
+    cifar10_dir: Path, name: str, dtype: str, xla: bool = False, seed: int | None = None
+) -> tuple[list[float], list[np.ndarray], list[np.ndarray], list[list[np.ndarray]]]:
+    """Keras's 50 steps (cached: several tests compare against the same run): losses,
+    initial weights, final weights and the weights after every step."""
+    from keras_ref import side_by_side as sbs
 
-    keras_model, _ = build_seeded_pair(keras, name, dtype, seed=seed)
-    initial = keras_weights(keras_model)
-    with keras_ref.dtype_scope(dtype):  # floatx too: the loss and Adam's learning rate follow it
-        keras_model.compile(
-            optimizer=keras.optimizers.Adam(), loss=keras_loss(keras, name), jit_compile=False
-        )
-        losses = [
-            float(keras_model.train_on_batch(x, y, return_dict=True)["loss"])
-            for x, y in train_batches(cifar10_dir, name, dtype, steps)
-        ]
-    return losses, initial, keras_weights(keras_model)
+    initial, steps = sbs.keras_steps(
+        cifar10_dir, name, dtype, xla=xla, seed=sbs.WEIGHT_SEED if seed is None else seed
+    )
+    return [loss for loss, _ in steps], initial, steps[-1][1], [w for _, w in steps]
 
 
-def torch_trajectory(
-    keras: ModuleType,
-    cifar10_dir: Path,
-    name: str,
-    dtype: str,
-    make_optimizer: Callable[[Iterator[torch.nn.Parameter]], torch.optim.Optimizer],
-) -> tuple[list[float], list[np.ndarray]]:
-    _, model = build_seeded_pair(keras, name, dtype, seed=WEIGHT_SEED)
-    model.train()
-    optimizer = make_optimizer(model.parameters())
-    loss_fn = TORCH_LOSSES[name]
-    losses = []
-    for images, targets in train_batches(cifar10_dir, name, dtype):
-        x, y = to_torch_batch(images, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss = loss_fn(model, x, y)
-        loss.backward()
-        optimizer.step()
-        losses.append(loss.item())
-    return losses, [a for layer in torch_to_keras(model) for a in layer]
-
-
-def max_abs(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
-    return max(float(np.abs(x - y).max()) for x, y in zip(a, b, strict=True))
-
-
-def max_rel(a: Sequence[np.ndarray], b: Sequence[np.ndarray]) -> float:
-    """Largest |Δ| of each tensor relative to that tensor's largest |value|."""
-    return max(float(np.abs(x - y).max() / np.abs(y).max()) for x, y in zip(a, b, strict=True))
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_float64_adam_trajectory_matches_keras(
-    keras: ModuleType, cifar10_dir: Path, name: str
+    side_by_side: ModuleType, cifar10_dir: Path, name: str
 ) -> None:
-    keras_losses, initial, keras_final = keras_trajectory(keras, cifar10_dir, name, "float64")
-    losses, final = torch_trajectory(keras, cifar10_dir, name, "float64", KerasAdam)
-    assert len(losses) == len(keras_losses) == N_STEPS
-    moved = max_abs(initial, keras_final)
+    sbs = side_by_side
+    keras_losses, initial, keras_final, _ = keras_run(cifar10_dir, name, "float64")
+    steps = sbs.torch_steps(cifar10_dir, name, "float64", KerasAdam, every_step=False)
+    losses, final = [loss for loss, _ in steps], steps[-1][1]
+    assert len(losses) == len(keras_losses) == sbs.N_STEPS
+    moved = sbs.max_abs(initial, keras_final)
     assert moved > 1e-2, f"{name}: Adam steps should move the weights; moved {moved:.3g}"
     assert keras_losses[-1] < keras_losses[0], "training should lower the loss"
     loss_delta = max(abs(a - b) for a, b in zip(losses, keras_losses, strict=True))
     print(
         f"{name} float64: losses max |Δ| {loss_delta:.3g}, final weights max |Δ| "
-        f"{max_abs(final, keras_final):.3g}, max rel {max_rel(final, keras_final):.3g}"
+        f"{sbs.max_abs(final, keras_final):.3g}, max rel {sbs.max_rel(final, keras_final):.3g}"
     )
     assert loss_delta <= TRAJECTORY_ATOL_FLOAT64
-    assert max_abs(final, keras_final) <= TRAJECTORY_ATOL_FLOAT64
+    assert sbs.max_abs(final, keras_final) <= TRAJECTORY_ATOL_FLOAT64
 
 
-Steps = list[tuple[float, list[np.ndarray]]]  # (loss, weights in Keras layout) after each step
-
-
-def keras_float32_steps(
-    keras: ModuleType, cifar10_dir: Path, name: str, xla: bool, seed: int = WEIGHT_SEED
-) -> Steps:
-    """50 float32 ``train_on_batch`` steps, recording the loss and weights after each."""
-    import keras_ref
-
-    keras_model, _ = build_seeded_pair(keras, name, "float32", seed=seed)
-    steps = []
-    with keras_ref.dtype_scope("float32"):
-        keras_model.compile(
-            optimizer=keras.optimizers.Adam(), loss=keras_loss(keras, name), jit_compile=xla
-        )
-        for x, y in train_batches(cifar10_dir, name, "float32"):
-            loss = float(keras_model.train_on_batch(x, y, return_dict=True)["loss"])
-            steps.append((loss, keras_weights(keras_model)))
-    return steps
-
-
-def torch_float32_steps(
-    keras: ModuleType, cifar10_dir: Path, name: str, seed: int = WEIGHT_SEED
-) -> Steps:
-    _, model = build_seeded_pair(keras, name, "float32", seed=seed)
-    model.train()
-    optimizer = KerasAdam(model.parameters())
-    steps = []
-    for images, targets in train_batches(cifar10_dir, name, "float32"):
-        x, y = to_torch_batch(images, targets)
-        optimizer.zero_grad(set_to_none=True)
-        loss = TORCH_LOSSES[name](model, x, y)
-        loss.backward()
-        optimizer.step()
-        steps.append((loss.item(), [a for layer in torch_to_keras(model) for a in layer]))
-    return steps
-
-
-def float32_agreement(a: Steps, b: Steps, rtol: float = TRAJECTORY_RTOL_FLOAT32) -> int:
-    """How many leading steps ``a`` follows ``b``: losses and every weight tensor within ``rtol``
-    (relative to the loss, and to each tensor's largest |value|).
-
-    >>> w = [np.ones(3)]
-    >>> float32_agreement([(2.0, w), (2.0, w), (1.0, w)], [(2.0, w), (2.0001, w), (2.0, w)])
-    2
-    """
-    for step, ((loss_a, w_a), (loss_b, w_b)) in enumerate(zip(a, b, strict=True)):
-        if abs(loss_a - loss_b) > rtol * abs(loss_b) or max_rel(w_a, w_b) > rtol:
-            return step
-    return len(b)
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_float32_adam_trajectory_matches_keras_as_far_as_keras_matches_itself(
-    keras: ModuleType, cifar10_dir: Path, name: str
+    side_by_side: ModuleType, cifar10_dir: Path, name: str
 ) -> None:
     """float32: torch_cnn follows Keras to 1e-4 for every step that Keras's XLA run follows it."""
-    reference = keras_float32_steps(keras, cifar10_dir, name, xla=False)
-    yardstick = float32_agreement(
-        keras_float32_steps(keras, cifar10_dir, name, xla=True), reference
-    )
-    ours = float32_agreement(torch_float32_steps(keras, cifar10_dir, name), reference)
+    sbs = side_by_side
+
+    def steps(xla: bool) -> list[tuple[float, list[np.ndarray]]]:
+        losses, _, _, weights = keras_run(cifar10_dir, name, "float32", xla)
+        return list(zip(losses, weights, strict=True))
+
+    reference = steps(xla=False)
+    yardstick = sbs.float32_agreement(steps(xla=True), reference)
+    ours = sbs.float32_agreement(sbs.torch_steps(cifar10_dir, name, "float32"), reference)
     print(
         f"{name} float32, steps within 1e-4 of Keras: torch_cnn {ours}, Keras with XLA "
-        f"{yardstick} (of {N_STEPS})"
+        f"{yardstick} (of {sbs.N_STEPS})"
     )
     assert yardstick >= FLOAT32_MIN_AGREEMENT, "Keras should agree with itself for a while"
     # Where Keras agrees with itself for all 50 steps (model_cnn), torch_cnn must too.
-    required = N_STEPS if yardstick == N_STEPS else yardstick - FLOAT32_SLACK_STEPS
+    required = sbs.N_STEPS if yardstick == sbs.N_STEPS else yardstick - FLOAT32_SLACK_STEPS
     assert ours >= max(required, FLOAT32_MIN_AGREEMENT)
 
 
+@pytest.mark.slow
 def test_float32_trajectories_are_chaotic_in_keras_itself(
-    keras: ModuleType, cifar10_dir: Path
+    side_by_side: ModuleType, cifar10_dir: Path
 ) -> None:
     """Why model_cifar10's float32 trajectory is not held to 1e-4 over all 50 steps.
 
@@ -390,32 +207,35 @@ def test_float32_trajectories_are_chaotic_in_keras_itself(
     Keras's own included, can hold a 50-step float32 trajectory of model_cifar10 to 1e-4;
     float64 torch_cnn and Keras hold it to 1e-10 (test_float64_adam_trajectory_matches_keras).
     """
+    sbs = side_by_side
     name = "model_cifar10"
-    losses32, _, final32 = keras_trajectory(keras, cifar10_dir, name, "float32", N_STEPS, 1)
-    losses64, _, final64 = keras_trajectory(keras, cifar10_dir, name, "float64", N_STEPS, 1)
+    losses32, _, final32, _ = keras_run(cifar10_dir, name, "float32", seed=1)
+    losses64, _, final64, _ = keras_run(cifar10_dir, name, "float64", seed=1)
     rel = np.abs(np.subtract(losses32, losses64)) / np.abs(losses64)
-    drift = max_rel(final32, [w.astype("float32") for w in final64])
+    drift = sbs.max_rel(final32, [w.astype("float32") for w in final64])
     print(
-        f"Keras float32 vs Keras float64, {name}, {N_STEPS} steps: losses rel |Δ| "
+        f"Keras float32 vs Keras float64, {name}, {sbs.N_STEPS} steps: losses rel |Δ| "
         f"{rel.max():.3g}, final weights rel |Δ| {drift:.3g}"
     )
-    assert rel[0] <= TRAJECTORY_RTOL_FLOAT32  # the same start...
-    assert drift > 100 * TRAJECTORY_RTOL_FLOAT32  # ...and no agreement 50 steps later
+    assert rel[0] <= sbs.TRAJECTORY_RTOL_FLOAT32  # the same start...
+    assert drift > 100 * sbs.TRAJECTORY_RTOL_FLOAT32  # ...and no agreement 50 steps later
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", MODEL_NAMES)
 def test_torch_adam_misses_keras_trajectory(
-    keras: ModuleType, cifar10_dir: Path, name: str
+    side_by_side: ModuleType, cifar10_dir: Path, name: str
 ) -> None:
     """torch.optim.Adam with Keras's hyperparameters leaves the float64 tolerance far behind."""
-    _, _, keras_final = keras_trajectory(keras, cifar10_dir, name, "float64")
+    sbs = side_by_side
+    _, _, keras_final, _ = keras_run(cifar10_dir, name, "float64")
 
     def torch_adam(params: Iterator[torch.nn.Parameter]) -> torch.optim.Optimizer:
         betas = (KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2)
         return torch.optim.Adam(params, KERAS_ADAM_LEARNING_RATE, betas, KERAS_ADAM_EPSILON)
 
-    _, final = torch_trajectory(keras, cifar10_dir, name, "float64", torch_adam)
-    miss = max_abs(final, keras_final)
+    steps = sbs.torch_steps(cifar10_dir, name, "float64", torch_adam, every_step=False)
+    miss = sbs.max_abs(steps[-1][1], keras_final)
     print(f"{name} float64 torch.optim.Adam: final weights max |Δ| {miss:.3g}")
     assert miss > 1e3 * TRAJECTORY_ATOL_FLOAT64
 

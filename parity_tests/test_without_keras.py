@@ -10,7 +10,9 @@ import os
 import re
 import subprocess
 
-from parity_tests.helpers import run_python
+import pytest
+
+from tests.helpers import run_python
 
 
 def _pytest_without_keras(*args: str) -> subprocess.CompletedProcess[str]:
@@ -21,6 +23,7 @@ def _pytest_without_keras(*args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+@pytest.mark.slow
 def test_every_test_module_loads_without_keras() -> None:
     proc = _pytest_without_keras("--collect-only", "tests", "parity_tests", "torch_cnn")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -29,6 +32,7 @@ def test_every_test_module_loads_without_keras() -> None:
     assert collected and int(collected.group(1)) > 300, proc.stdout[-500:]
 
 
+@pytest.mark.slow
 def test_golden_and_torch_side_tests_run_without_keras() -> None:
     proc = _pytest_without_keras(
         "parity_tests/test_golden.py",

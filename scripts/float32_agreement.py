@@ -20,14 +20,8 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras
 
-from parity_tests.test_training_parity import (
-    N_STEPS,
-    float32_agreement,
-    keras_float32_steps,
-    torch_float32_steps,
-)
+from keras_ref.side_by_side import N_STEPS, float32_agreement, keras_steps, torch_steps
 
 
 def main() -> int:
@@ -41,9 +35,9 @@ def main() -> int:
     data_dir = Path(args.data_dir)
     rows = {"torch_cnn vs Keras": [], "Keras with XLA vs Keras": []}
     for seed in args.seeds:
-        reference = keras_float32_steps(keras, data_dir, args.model, xla=False, seed=seed)
-        xla = keras_float32_steps(keras, data_dir, args.model, xla=True, seed=seed)
-        ours = torch_float32_steps(keras, data_dir, args.model, seed=seed)
+        _, reference = keras_steps(data_dir, args.model, "float32", xla=False, seed=seed)
+        _, xla = keras_steps(data_dir, args.model, "float32", xla=True, seed=seed)
+        ours = torch_steps(data_dir, args.model, "float32", seed=seed)
         rows["torch_cnn vs Keras"].append(float32_agreement(ours, reference))
         rows["Keras with XLA vs Keras"].append(float32_agreement(xla, reference))
         print(f"seed {seed}: " + ", ".join(f"{k} {v[-1]}" for k, v in rows.items()), flush=True)

@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import keras_ref  # noqa: E402
-from parity_tests.helpers import seeded_keras_weights  # noqa: E402
+from keras_ref.weights import seeded_keras_weights  # noqa: E402
 from torch_cnn.parity import default_atol, keras_layer_outputs  # noqa: E402
 
 GOLDEN_DIR = ROOT / "parity_tests" / "golden"

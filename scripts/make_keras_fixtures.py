@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import keras_ref  # noqa: E402
-from parity_tests.helpers import seeded_keras_weights, with_custom_names  # noqa: E402
+from keras_ref.weights import seeded_keras_weights, with_custom_names  # noqa: E402
 from torch_cnn.porting.keras_files import read_keras_file  # noqa: E402
 
 FILES_DIR = ROOT / "parity_tests" / "files"
@@ -52,7 +52,7 @@ def write_fixtures(out: Path) -> list[Path]:
     for suffix in NAMINGS:
         model = keras_ref.build_model(NAME)
         if suffix:
-            model = with_custom_names(keras, model, NAME)
+            model = with_custom_names(model, NAME)
         seeded_keras_weights(model, SEED)
         for ext in FORMATS:
             path = out / f"{NAME}{suffix}{ext}"

@@ -22,12 +22,11 @@ os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import keras
 import torch
 
 import keras_ref
-from parity_tests.helpers import build_seeded_pair
-from parity_tests.test_training_parity import keras_loss, keras_targets
+from keras_ref import recipe
+from keras_ref.side_by_side import build_seeded_pair
 from torch_cnn import data
 from torch_cnn.train import evaluate, fit
 
@@ -48,22 +47,17 @@ def main() -> int:
     accs: dict[str, list[float]] = {"torch_cnn": [], "keras": []}
     for seed in args.seeds:
         keras_model, model = build_seeded_pair(
-            keras, args.model, "float32", seed=WEIGHT_SEED_OFFSET + seed
+            args.model, "float32", seed=WEIGHT_SEED_OFFSET + seed
         )
         fit(model, ds.train, epochs=args.epochs, seed=seed, device="cpu", progress=False)
         accs["torch_cnn"].append(evaluate(model, ds.test).accuracy)
-        keras_model.compile(
-            optimizer=keras.optimizers.Adam(),
-            loss=keras_loss(keras, args.model),
-            metrics=["accuracy"],
-            jit_compile=False,
-        )
+        recipe.compile_model(keras_model, args.model, jit_compile=False)
         # fit's permutations, in turn (fit draws nothing else from it without augmentation)
         order_generator = torch.Generator().manual_seed(seed)
         for _ in range(args.epochs):
             order = torch.randperm(n, generator=order_generator)
             x = keras_ref.preprocess(ds.train.images[order].permute(0, 2, 3, 1).numpy())
-            y = keras_targets(args.model, ds.train.labels[order].numpy(), "float32")
+            y = recipe.targets(args.model, ds.train.labels[order].numpy(), "float32")
             keras_model.fit(x, y, batch_size=32, epochs=1, shuffle=False, verbose=0)
         predicted = keras_model.predict(x_test, batch_size=256, verbose=0).argmax(axis=1)
         accs["keras"].append(float((predicted == y_test).mean()))

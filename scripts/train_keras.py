@@ -38,6 +38,7 @@ import keras
 import numpy as np
 
 import keras_ref
+from keras_ref import recipe
 from torch_cnn import data
 from torch_cnn._io import write_json
 from torch_cnn.env import versions
@@ -63,16 +64,6 @@ def _nhwc(images: Any) -> np.ndarray:
     return keras_ref.preprocess(images.permute(0, 2, 3, 1).numpy())  # (N, 32, 32, 3) float32
 
 
-def _compile(model: Any, name: str) -> tuple[Any, str]:
-    optimizer = keras.optimizers.Adam(learning_rate=1e-3)
-    if name == "model_cnn":  # seed 000: softmax output, one-hot labels
-        model.compile(optimizer=optimizer, loss="categorical_crossentropy", metrics=["accuracy"])
-        return model, "categorical_crossentropy(softmax, one-hot)"
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)  # seed 001
-    model.compile(optimizer=optimizer, loss=loss, metrics=["accuracy"])
-    return model, "SparseCategoricalCrossentropy(from_logits=True)"
-
-
 def epoch_batches(x: np.ndarray, y: np.ndarray, batch_size: int, seed: int) -> Any:
     """A ``tf.data`` dataset of ``(x, y)`` batches in a new seeded order at every iteration
     (``fit`` iterates it once per epoch); reproducible for a given ``seed``."""
@@ -93,6 +84,24 @@ def _describe_device() -> str:
     return f"cpu: {platform.machine()}, {os.cpu_count()} cores"
 
 
+def _evaluate(model: Any, x_test: np.ndarray, y_test: np.ndarray, y_fit: np.ndarray) -> EvalResult:
+    """Keras's test loss and accuracy, with the confusion matrix torch_cnn's evaluate gives."""
+    test_loss, test_accuracy = model.evaluate(x_test, y_fit, batch_size=EVAL_BATCH_SIZE, verbose=0)
+    pred = model.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0).argmax(axis=1)
+    k = data.NUM_CLASSES
+    confusion = np.bincount(y_test * k + pred, minlength=k * k).reshape(k, k)
+    rows = confusion.sum(axis=1)
+    return EvalResult(
+        loss=float(test_loss),
+        accuracy=float(test_accuracy),
+        per_class_accuracy=[
+            float(confusion[i, i] / rows[i]) if rows[i] else float("nan") for i in range(k)
+        ],
+        confusion=confusion.tolist(),
+        num_samples=len(y_test),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="train_keras.py", description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", required=True, choices=sorted(keras_ref.MODELS))
@@ -111,15 +120,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"train_keras.py: error: {exc}", file=sys.stderr)
         return 2
     x_train, x_test = _nhwc(ds.train.images), _nhwc(ds.test.images)
-    y_train, y_test = ds.train.labels.numpy(), ds.test.labels.numpy()
-    if args.model == "model_cnn":
-        y_train = keras.utils.to_categorical(y_train, data.NUM_CLASSES)
-        y_test_fit = keras.utils.to_categorical(y_test, data.NUM_CLASSES)
-    else:
-        y_test_fit = y_test
+    y_test = ds.test.labels.numpy()
+    y_train = recipe.targets(args.model, ds.train.labels.numpy())
+    y_test_fit = recipe.targets(args.model, y_test)
 
     keras.utils.set_random_seed(args.seed)  # Python, NumPy and TensorFlow: the initial weights
-    model, loss_name = _compile(keras_ref.build_model(args.model), args.model)
+    model = recipe.compile_model(keras_ref.build_model(args.model), args.model)
+    loss_name = recipe.LOSS_NAMES[args.model]
     timer = EpochTimer()
     print(
         f"training {args.model} (Keras {keras.__version__}) for {args.epochs} epochs on "
@@ -134,22 +141,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         callbacks=[timer],
         verbose=2,
     )
-    test_loss, test_accuracy = model.evaluate(
-        x_test, y_test_fit, batch_size=EVAL_BATCH_SIZE, verbose=0
-    )
-    pred = model.predict(x_test, batch_size=EVAL_BATCH_SIZE, verbose=0).argmax(axis=1)
-    k = data.NUM_CLASSES
-    confusion = np.bincount(y_test * k + pred, minlength=k * k).reshape(k, k)
-    rows = confusion.sum(axis=1)
-    result = EvalResult(
-        loss=float(test_loss),
-        accuracy=float(test_accuracy),
-        per_class_accuracy=[
-            float(confusion[i, i] / rows[i]) if rows[i] else float("nan") for i in range(k)
-        ],
-        confusion=confusion.tolist(),
-        num_samples=len(y_test),
-    )
+    result = _evaluate(model, x_test, y_test, y_test_fit)
     import tensorflow as tf
 
     config = {

@@ -21,7 +21,7 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
 def test_summary(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["summary", "model_cnn"]) == 0
     out = capsys.readouterr().out
-    from parity_tests.test_architecture import SEED_LAYERS, SEED_TOTALS
+    from parity_tests.helpers import SEED_LAYERS, SEED_TOTALS
 
     (_, shape, params) = SEED_LAYERS["model_cnn"][1]
     assert "conv2 (Conv2D)" in out and f"(None, {', '.join(map(str, shape))})" in out
@@ -35,6 +35,7 @@ def test_unknown_model_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "invalid choice: 'resnet'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_python_dash_m() -> None:
     out = subprocess.run(
         [sys.executable, "-m", "torch_cnn", "list"], capture_output=True, text=True, check=True

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import torch
 
-from tests.test_train import KEYS, _assert_same, _small_data_dir, _subset
+from tests.helpers import KEYS, assert_same, small_data_dir, subset
 from torch_cnn import data, distributed
 from torch_cnn.cli import main as cli_main
 from torch_cnn.train import CHECKPOINT_NAME, evaluate, fit, load_checkpoint, seeded_model
@@ -94,7 +94,7 @@ def _float64_run(
     ds: data.Cifar10, device: torch.device | str, batch_size: int, **kw: Any
 ) -> tuple[Any, Any]:
     model = seeded_model("model_cnn", kw.pop("init_seed", 0), dtype=torch.float64)
-    train, val = _subset(ds.train, N_TRAIN), _subset(ds.test, N_VAL)
+    train, val = subset(ds.train, N_TRAIN), subset(ds.test, N_VAL)
     kw = {"epochs": EPOCHS, "seed": SEED, "augment": True, "progress": False, **kw}
     history = fit(model, train, val, batch_size=batch_size, device=device, **kw)
     return model, history
@@ -148,6 +148,7 @@ def test_single_process_is_untouched(monkeypatch: pytest.MonkeyPatch) -> None:
 # Two processes
 
 
+@pytest.mark.slow
 def test_two_ranks_equal_one_process_on_the_combined_batch(
     cifar10_dir: Path, tmp_path: Path, one_thread: None
 ) -> None:
@@ -158,10 +159,10 @@ def test_two_ranks_equal_one_process_on_the_combined_batch(
     # One process, global batch 32: the same permutation, augmentation and mean loss.
     ds = data.load_cifar10(cifar10_dir)
     single, history = _float64_run(ds, "cpu", batch_size=PER_RANK_BATCH * WORLD)
-    reference = evaluate(single, _subset(ds.test, N_VAL), batch_size=PER_RANK_BATCH)
+    reference = evaluate(single, subset(ds.test, N_VAL), batch_size=PER_RANK_BATCH)
 
     for r, got in enumerate(ranks):
-        _assert_same(got["weights"], ranks[0]["weights"], f"rank {r} vs rank 0")  # bit for bit
+        assert_same(got["weights"], ranks[0]["weights"], f"rank {r} vs rank 0")  # bit for bit
         deltas = [
             (got["weights"][k] - v).abs().max().item() for k, v in single.state_dict().items()
         ]
@@ -178,22 +179,23 @@ def test_two_ranks_equal_one_process_on_the_combined_batch(
         assert ev["loss"] == pytest.approx(reference.loss, rel=1e-12, abs=0)
         assert ev["accuracy"] == reference.accuracy
         # Cut after epoch 1 and resumed (from another init: the checkpoint wins): bit for bit.
-        _assert_same(got["resumed"], got["weights"], f"rank {r} resumed")
+        assert_same(got["resumed"], got["weights"], f"rank {r} resumed")
         assert got["resumed_history"] == got["history"]
     # Rank 0 alone wrote the checkpoints (a write on rank 1 raises in the worker); they record
     # the world size and backend.
     ckpt = load_checkpoint(tmp_path / "full" / CHECKPOINT_NAME)
-    _assert_same(ckpt["model"], ranks[0]["weights"], "checkpoint")
+    assert_same(ckpt["model"], ranks[0]["weights"], "checkpoint")
     config = ckpt["config"]
     assert (config["world_size"], config["batch_size"], config["global_batch_size"]) == (2, 16, 32)
     assert config["backend"] == "gloo"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cut", "full", "rank0.pt", "rank1.pt"]
 
 
+@pytest.mark.slow
 def test_torchrun_cli_writes_every_artifact_and_resumes(
     cifar10_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], one_thread: None
 ) -> None:
-    data_dir = _small_data_dir(cifar10_dir, tmp_path / "data")
+    data_dir = small_data_dir(cifar10_dir, tmp_path / "data")
     out = tmp_path / "run"
     common = ["--model", "model_cnn", "--data-dir", str(data_dir), "--device", "cpu", "--seed", "1"]
     argv = ["-m", "torch_cnn", "train", *common, "--batch-size", "16", "--out", str(out)]
@@ -226,13 +228,15 @@ def test_torchrun_cli_writes_every_artifact_and_resumes(
     assert json.loads((out / "metrics.json").read_text())["world_size"] == 1
 
 
+@pytest.mark.slow
 def test_failing_rank_stops_the_run_with_its_error(tmp_path: Path) -> None:
     # Rank 1 raises at its second step of a run that would otherwise never end, while rank 0
     # waits for it in DDP's gradient all-reduce (and fails with "Connection closed by peer").
-    result, seconds = _torchrun("-m", "tests.test_distributed", "fail", str(tmp_path))
+    # A hang is bounded by _torchrun's timeout (subprocess.TimeoutExpired fails the test);
+    # how fast the run stops depends on the machine's load and is not asserted.
+    result, _ = _torchrun("-m", "tests.test_distributed", "fail", str(tmp_path))
     output = result.stdout + result.stderr
     assert result.returncode != 0, output
-    assert seconds < LAUNCH_TIMEOUT / 2, f"torchrun took {seconds:.0f}s to stop"
     # torchrun's summary lists rank 1's failure with the traceback it recorded.
     summary = output.partition("Root Cause")[2]
     assert re.search(r"rank\s*:\s*1\b", summary) and FAILURE in summary, output
@@ -244,13 +248,13 @@ def test_failing_rank_stops_the_run_with_its_error(tmp_path: Path) -> None:
 
 def _forbid_writes_off_rank_0() -> None:
     """On ranks other than 0, any checkpoint write raises: only rank 0 may write."""
-    from torch_cnn import train
+    from torch_cnn.train import checkpoint
 
     def refuse(path: Any, write: Any) -> None:
         raise AssertionError(f"rank {distributed.rank()} tried to write {path}")
 
     if distributed.rank() != 0:
-        train.atomic_write = refuse  # type: ignore[assignment]
+        checkpoint.atomic_write = refuse  # type: ignore[assignment]
 
 
 def _worker_fit(out: Path, data_dir: Path) -> None:
@@ -269,7 +273,7 @@ def _worker_fit(out: Path, data_dir: Path) -> None:
         resumed, resumed_history = _float64_run(
             ds, device, PER_RANK_BATCH, init_seed=9, checkpoint_dir=out / "cut", resume=True
         )
-        result = evaluate(model, _subset(ds.test, N_VAL), batch_size=PER_RANK_BATCH)
+        result = evaluate(model, subset(ds.test, N_VAL), batch_size=PER_RANK_BATCH)
         record = {
             "weights": model.state_dict(),
             "history": dict(history),

@@ -105,7 +105,7 @@ def test_summary_rejects_foreign_modules() -> None:
 
 
 def test_summary_totals() -> None:
-    from parity_tests.test_architecture import SEED_TOTALS  # the seeds' numbers, stated once
+    from parity_tests.helpers import SEED_TOTALS  # the seeds' numbers, stated once
 
     text = torch_cnn.summary(torch_cnn.create_model("model_cifar10"))
     total = SEED_TOTALS["model_cifar10"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -21,24 +22,57 @@ def _tied(shape: tuple[int, ...], dtype: torch.dtype, seed: int) -> torch.Tensor
 SIZES = [(2, 2), (5, 5), (13, 13), (30, 30), (15, 8), (7, 31)]
 
 
+def numpy_max_pool(x: np.ndarray, k: int, upstream: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An independent reference: non-overlapping k×k max-pooling (floor) and its backward in
+    NumPy, one window at a time. The gradient goes to the window's first maximum in
+    row-major order (``np.argmax``), the rule torch's max_pool2d follows on ties."""
+    n, c, h, w = x.shape
+    oh, ow = h // k, w // k
+    out = np.empty((n, c, oh, ow), dtype=x.dtype)
+    grad = np.zeros_like(x)
+    for i in np.ndindex(n, c, oh, ow):
+        b, ch, r, q = i
+        window = x[b, ch, r * k : (r + 1) * k, q * k : (q + 1) * k]
+        flat = int(np.argmax(window))
+        out[i] = window.flat[flat]
+        grad[b, ch, r * k + flat // k, q * k + flat % k] += upstream[i]
+    return out, grad
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize(("size", "k"), [(s, k) for s in SIZES for k in (2, 3) if min(s) >= k])
-def test_values_and_gradients_equal_max_pool2d(
+def test_values_and_gradients_match_a_numpy_reference(
     size: tuple[int, int], k: int, dtype: torch.dtype
 ) -> None:
+    """Values on both paths (no grad: the strided maximum; with grad: what training runs) and the
+    gradient, against the NumPy reference above: exact, ties included."""
     for seed, make in enumerate((_tied, lambda s, d, g: torch.randn(s, dtype=d))):
         x = make((3, 4, *size), dtype, seed)
+        g = torch.Generator().manual_seed(9)
+        upstream = torch.randn((3, 4, size[0] // k, size[1] // k), dtype=dtype, generator=g)
+        expected, expected_grad = numpy_max_pool(x.numpy(), k, upstream.numpy())
         with torch.no_grad():  # the strided-maximum path
-            assert torch.equal(max_pool2d(x, k), F.max_pool2d(x, k))
+            assert np.array_equal(max_pool2d(x, k).numpy(), expected)
         x.requires_grad_()
-        x_ref = x.detach().clone().requires_grad_()
-        out, ref = max_pool2d(x, k), F.max_pool2d(x_ref, k)
-        assert out.shape == ref.shape and torch.equal(out, ref)
-        upstream = torch.randn(ref.shape, dtype=dtype, generator=torch.Generator().manual_seed(9))
+        out = MaxPool2d(k)(x)
+        assert np.array_equal(out.detach().numpy(), expected)
         out.backward(upstream)
-        ref.backward(upstream)
-        assert x.grad is not None and x_ref.grad is not None
-        assert torch.equal(x.grad, x_ref.grad), f"max |Δ| {(x.grad - x_ref.grad).abs().max()}"
+        assert x.grad is not None
+        assert np.array_equal(x.grad.numpy(), expected_grad), (
+            f"max |Δ| {np.abs(x.grad.numpy() - expected_grad).max()}"
+        )
+
+
+def test_the_reference_catches_a_wrong_gradient_rule() -> None:
+    """The check can fail: sending a tied window's gradient to its *last* maximum is caught."""
+    x = torch.tensor([[[[1.0, 1.0], [0.0, 1.0]]]], requires_grad=True)
+    upstream = np.ones((1, 1, 1, 1))
+    _, expected = numpy_max_pool(x.detach().numpy(), 2, upstream)
+    wrong = np.zeros_like(expected)
+    wrong[0, 0, 1, 1] = 1.0  # the last of the three tied maxima
+    assert not np.array_equal(wrong, expected)
+    MaxPool2d(2)(x).backward(torch.ones(1, 1, 1, 1))
+    assert x.grad is not None and np.array_equal(x.grad.numpy(), expected)
 
 
 def test_nan_propagates_like_max_pool2d() -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import pickle
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import torch
 import torch.nn.functional as F
 
 import torch_cnn
+from tests.helpers import KEYS, assert_same, small_data_dir, subset
 from torch_cnn import data, train
 from torch_cnn.cli import main as cli_main
 from torch_cnn.plots import plot_confusion, plot_history
@@ -33,33 +32,11 @@ from torch_cnn.train import (
 )
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-KEYS = ["loss", "accuracy", "val_loss", "val_accuracy"]
 
 
 @pytest.fixture(scope="module")
 def ds(cifar10_dir: Path) -> data.Cifar10:
     return data.load_cifar10(cifar10_dir)
-
-
-def _subset(split: data.Split, n: int) -> data.Split:
-    return data.Split(split.images[:n], split.labels[:n])
-
-
-def _assert_same(a: Any, b: Any, where: str = "") -> None:
-    """Equal nested states: tensors bit for bit (dtype included), everything else by ==."""
-    if isinstance(a, torch.Tensor):
-        assert isinstance(b, torch.Tensor) and a.dtype == b.dtype, where
-        assert torch.equal(a, b), f"{where}: max |Δ| {(a.double() - b.double()).abs().max()}"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), where
-        for k in a:
-            _assert_same(a[k], b[k], f"{where}.{k}")
-    elif isinstance(a, list | tuple):
-        assert len(a) == len(b), where
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _assert_same(x, y, f"{where}[{i}]")
-    else:
-        assert a == b, f"{where}: {a!r} != {b!r}"
 
 
 def _run(split: data.Split, val: data.Split | None = None, **kw: Any) -> tuple[Any, Any]:
@@ -74,7 +51,7 @@ def _run(split: data.Split, val: data.Split | None = None, **kw: Any) -> tuple[A
 
 
 def test_loss_falls_on_real_data(ds: data.Cifar10) -> None:
-    _, history = _run(_subset(ds.train, 512), _subset(ds.test, 256), epochs=3)
+    _, history = _run(subset(ds.train, 512), subset(ds.test, 256), epochs=3)
     assert list(history) == KEYS
     assert all(len(v) == 3 for v in history.values()) and len(history.seconds) == 3
     assert history["loss"][2] < history["loss"][0] - 0.05
@@ -87,7 +64,7 @@ def test_epoch_metrics_are_keras_means(ds: data.Cifar10) -> None:
     # With a learning rate of 0 the weights never move, so Keras's epoch loss (batch losses
     # weighted by batch size) is the mean loss over all images, and accuracy is exact. 100
     # images in batches of 48 leave a batch of 4: an unweighted mean of batch means differs.
-    split = _subset(ds.train, 100)
+    split = subset(ds.train, 100)
     model = seeded_model("model_cnn", 0)
     opt = torch.optim.SGD(model.parameters(), lr=0.0)
     history = fit(model, split, split, epochs=1, batch_size=48, optimizer=opt, progress=False)
@@ -111,11 +88,11 @@ def test_default_optimizer_is_keras_adam() -> None:
 
 
 def test_seed_makes_cpu_run_bit_exact(ds: data.Cifar10) -> None:
-    split = _subset(ds.train, 256)
+    split = subset(ds.train, 256)
     kw: dict[str, Any] = {"epochs": 2, "seed": 3, "augment": True, "init_seed": 3}
     a, ha = _run(split, **kw)
     b, hb = _run(split, **kw)
-    _assert_same(a.state_dict(), b.state_dict(), "weights")
+    assert_same(a.state_dict(), b.state_dict(), "weights")
     assert dict(ha) == dict(hb)
     c, hc = _run(split, **{**kw, "seed": 4})  # same weights at the start, another order
     assert not torch.equal(a.fc.weight, c.fc.weight) and dict(ha) != dict(hc)
@@ -123,7 +100,7 @@ def test_seed_makes_cpu_run_bit_exact(ds: data.Cifar10) -> None:
 
 def test_global_rng_untouched(ds: data.Cifar10) -> None:
     state = torch.get_rng_state()
-    _run(_subset(ds.train, 64), epochs=1, augment=True)
+    _run(subset(ds.train, 64), epochs=1, augment=True)
     assert torch.equal(torch.get_rng_state(), state)
 
 
@@ -133,7 +110,7 @@ def _checkpoint(directory: Path) -> dict[str, Any]:
 
 def test_resume_after_interrupt_is_bit_exact(ds: data.Cifar10, tmp_path: Path) -> None:
     # With augmentation, so the generator's state must carry over for the shuffles and crops.
-    split, val = _subset(ds.train, 256), _subset(ds.test, 64)
+    split, val = subset(ds.train, 256), subset(ds.test, 64)
     kw: dict[str, Any] = {"epochs": 3, "seed": 5, "augment": True}
     full, h_full = _run(split, val, checkpoint_dir=tmp_path / "full", **kw)
 
@@ -149,26 +126,26 @@ def test_resume_after_interrupt_is_bit_exact(ds: data.Cifar10, tmp_path: Path) -
         split, val, checkpoint_dir=tmp_path / "cut", resume=True, init_seed=9, **kw
     )
 
-    _assert_same(full.state_dict(), resumed.state_dict(), "weights")
+    assert_same(full.state_dict(), resumed.state_dict(), "weights")
     assert dict(h_full) == dict(h_res) and h_res.epochs == 3
     a, b = _checkpoint(tmp_path / "full"), _checkpoint(tmp_path / "cut")
     for key in ("epoch", "model", "optimizer", "rng", "history"):
-        _assert_same(a[key], b[key], key)
+        assert_same(a[key], b[key], key)
     assert a["optimizer"]["param_groups"][0]["step"] == 3 * 8  # 256 images, batches of 32
 
 
 def test_resume_to_more_epochs(ds: data.Cifar10, tmp_path: Path) -> None:
-    split = _subset(ds.train, 128)
+    split = subset(ds.train, 128)
     full, _ = _run(split, epochs=2, checkpoint_dir=tmp_path / "a")
     _run(split, epochs=1, checkpoint_dir=tmp_path / "b")
     more, history = _run(split, epochs=2, checkpoint_dir=tmp_path / "b", resume=True)
-    _assert_same(full.state_dict(), more.state_dict(), "weights")
-    _assert_same(_checkpoint(tmp_path / "a")["optimizer"], _checkpoint(tmp_path / "b")["optimizer"])
+    assert_same(full.state_dict(), more.state_dict(), "weights")
+    assert_same(_checkpoint(tmp_path / "a")["optimizer"], _checkpoint(tmp_path / "b")["optimizer"])
     assert history.epochs == 2
 
 
 def test_resume_refuses_other_settings(ds: data.Cifar10, tmp_path: Path) -> None:
-    split = _subset(ds.train, 64)
+    split = subset(ds.train, 64)
     _run(split, epochs=1, checkpoint_dir=tmp_path)
     with pytest.raises(ValueError, match="batch_size=32; received batch_size=16"):
         _run(split, epochs=2, batch_size=16, checkpoint_dir=tmp_path, resume=True)
@@ -179,7 +156,7 @@ def test_resume_refuses_other_settings(ds: data.Cifar10, tmp_path: Path) -> None
 
 
 def test_interrupt_mid_epoch_keeps_last_checkpoint(ds: data.Cifar10, tmp_path: Path) -> None:
-    split = _subset(ds.train, 128)
+    split = subset(ds.train, 128)
     after_one, _ = _run(split, epochs=1)
 
     def stop(epoch: int, batch: int) -> None:
@@ -191,13 +168,13 @@ def test_interrupt_mid_epoch_keeps_last_checkpoint(ds: data.Cifar10, tmp_path: P
     assert [p.name for p in tmp_path.iterdir()] == [CHECKPOINT_NAME]
     ckpt = torch.load(tmp_path / CHECKPOINT_NAME, map_location="cpu", weights_only=True)
     assert ckpt["epoch"] == 1 and len(ckpt["history"]["loss"]) == 1
-    _assert_same(after_one.state_dict(), ckpt["model"], "weights")
+    assert_same(after_one.state_dict(), ckpt["model"], "weights")
 
 
 def test_interrupt_while_writing_keeps_last_checkpoint(
     ds: data.Cifar10, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    split = _subset(ds.train, 64)
+    split = subset(ds.train, 64)
     real_save = torch.save
     calls = []
 
@@ -230,7 +207,7 @@ def test_fit_options_and_inputs(ds: data.Cifar10) -> None:
 
 @pytest.mark.cuda
 def test_cuda_run_resumes(ds: data.Cifar10, tmp_path: Path, cuda_device: str) -> None:
-    split = _subset(ds.train, 256)
+    split = subset(ds.train, 256)
     model, history = _run(split, epochs=2, device=cuda_device, checkpoint_dir=tmp_path)
     assert next(model.parameters()).is_cuda and "cuda" in _checkpoint(tmp_path)["rng"]
     _, cpu_history = _run(split, epochs=2)
@@ -244,8 +221,8 @@ def test_cuda_run_resumes(ds: data.Cifar10, tmp_path: Path, cuda_device: str) ->
 
 
 def test_evaluate_confusion_and_per_class(ds: data.Cifar10) -> None:
-    model, _ = _run(_subset(ds.train, 256), epochs=1)
-    test = _subset(ds.test, 300)
+    model, _ = _run(subset(ds.train, 256), epochs=1)
+    test = subset(ds.test, 300)
     r = evaluate(model, test, batch_size=64)
     confusion = torch.tensor(r.confusion)
     assert confusion.shape == (10, 10) and int(confusion.sum()) == 300 == r.num_samples
@@ -285,21 +262,6 @@ def test_plots_write_pngs_without_pyplot(tmp_path: Path) -> None:
 # The train and evaluate commands
 
 
-def _small_data_dir(src: Path, dst: Path, per_batch: int = 40, test: int = 120) -> Path:
-    """Real CIFAR-10 images in the python-batch layout, fewer of them (a faster CLI run)."""
-    dst.mkdir()
-    for name in (*data.TRAIN_FILES, data.TEST_FILE):
-        with (src / name).open("rb") as f:
-            batch = pickle.load(f, encoding="bytes")
-        n = test if name == data.TEST_FILE else per_batch
-        small = {b"batch_label": batch[b"batch_label"], b"labels": batch[b"labels"][:n]}
-        small[b"data"] = batch[b"data"][:n]
-        with (dst / name).open("wb") as f:
-            pickle.dump(small, f, protocol=2)
-    shutil.copy(src / data.META_FILE, dst / data.META_FILE)
-    return dst
-
-
 def _cli(argv: list[str]) -> int:
     return cli_main(argv)  # the `torch-cnn` console script's entry point
 
@@ -307,7 +269,7 @@ def _cli(argv: list[str]) -> int:
 def test_cli_train_then_evaluate(
     cifar10_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    data_dir = _small_data_dir(cifar10_dir, tmp_path / "data")
+    data_dir = small_data_dir(cifar10_dir, tmp_path / "data")
     out = tmp_path / "run"
     common = ["--model", "model_cnn", "--data-dir", str(data_dir), "--device", "cpu"]
     assert _cli(["train", *common, "--epochs", "1", "--seed", "1", "--out", str(out)]) == 0
@@ -336,7 +298,7 @@ def test_cli_train_then_evaluate(
         assert (out / png).read_bytes().startswith(PNG_MAGIC)
     # The final weights and the last checkpoint are the same model.
     weights = torch_cnn.load(out / "model.safetensors")
-    _assert_same(weights.state_dict(), _checkpoint(out)["model"], "weights")
+    assert_same(weights.state_dict(), _checkpoint(out)["model"], "weights")
     printed = capsys.readouterr().out
     assert f"test_accuracy {metrics['test_accuracy']:.4f}" in printed and str(out) in printed
 
@@ -380,7 +342,7 @@ def test_make_optimizer_choices() -> None:
 
 
 def test_resume_refuses_another_optimizer(ds: data.Cifar10, tmp_path: Path) -> None:
-    split = _subset(ds.train, 64)
+    split = subset(ds.train, 64)
     fit(seeded_model("model_cnn", 0), split, epochs=1, checkpoint_dir=tmp_path, progress=False)
     model = seeded_model("model_cnn", 0)
     opt = torch.optim.Adam(model.parameters())
@@ -401,7 +363,7 @@ def test_resume_refuses_another_learning_rate_or_dataset(ds: data.Cifar10, tmp_p
     permutation: both would end away from the uninterrupted run, so both are refused."""
     from torch_cnn.optim import KerasAdam
 
-    split = _subset(ds.train, 64)
+    split = subset(ds.train, 64)
     fit(seeded_model("model_cnn", 0), split, epochs=1, checkpoint_dir=tmp_path, progress=False)
     model = seeded_model("model_cnn", 0)
     before = [p.detach().clone() for p in model.parameters()]
@@ -418,7 +380,7 @@ def test_resume_refuses_another_learning_rate_or_dataset(ds: data.Cifar10, tmp_p
     with pytest.raises(ValueError, match="num_train=64; received num_train=96"):
         fit(
             model,
-            _subset(ds.train, 96),
+            subset(ds.train, 96),
             epochs=2,
             checkpoint_dir=tmp_path,
             resume=True,
@@ -436,7 +398,7 @@ def test_progress_bar_in_a_terminal_lines_otherwise(
     monkeypatch.setattr(sys.stderr, "isatty", lambda: tty)
     # Slow batches, so that tqdm (which redraws at most every 0.1 s) shows the running values.
     slow = {"on_batch_end": lambda epoch, batch: time.sleep(0.12)} if tty else {}
-    _run(_subset(ds.train, 96), _subset(ds.test, 32), epochs=2, progress=True, **slow)
+    _run(subset(ds.train, 96), subset(ds.test, 32), epochs=2, progress=True, **slow)
     err = capsys.readouterr().err
     if tty:  # tqdm redraws one bar per epoch (\r) with running loss and accuracy
         assert "\r" in err and "3/3" in err and "batch" in err
@@ -458,7 +420,7 @@ def test_cli_ctrl_c_then_resume_equals_uninterrupted(
     ends with the weights of a run that was never interrupted."""
     from torch_cnn.cli import training as cli_train
 
-    data_dir = _small_data_dir(cifar10_dir, tmp_path / "data")
+    data_dir = small_data_dir(cifar10_dir, tmp_path / "data")
     common = ["--model", "model_cnn", "--data-dir", str(data_dir), "--device", "cpu"]
     common += ["--epochs", "3", "--seed", "2", "--augment"]
     assert _cli(["train", *common, "--out", str(tmp_path / "full")]) == 0
@@ -480,7 +442,7 @@ def test_cli_ctrl_c_then_resume_equals_uninterrupted(
     assert _checkpoint(cut)["epoch"] == 1
     monkeypatch.setattr(cli_train, "fit", real_fit)
     assert _cli(["train", *common, "--resume", "--out", str(cut)]) == 0
-    _assert_same(
+    assert_same(
         torch_cnn.load(tmp_path / "full" / "model.safetensors").state_dict(),
         torch_cnn.load(cut / "model.safetensors").state_dict(),
         "weights",

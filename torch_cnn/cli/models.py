@@ -12,7 +12,7 @@ import torch_cnn
 from torch_cnn import data
 from torch_cnn.cli.common import import_keras
 from torch_cnn.models import KerasStyleNet
-from torch_cnn.porting import infer_model_name, keras_files
+from torch_cnn.porting import infer_model_name, keras_writer
 from torch_cnn.porting.keras_files import read_keras_file
 
 
@@ -108,7 +108,7 @@ def _cmd_port(args: argparse.Namespace) -> int:
         if args.model and args.model != model.name:
             raise torch_cnn.PortingError(f"{src} holds {model.name!r}, not {args.model!r}")
         name = model.name
-        keras_files.write_weights_h5(model, dst)
+        keras_writer.write_weights_h5(model, dst)
     else:
         raise SystemExit(
             f"torch-cnn port: cannot port {src} to {dst}: give a Keras file "

@@ -75,26 +75,6 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         root = data.resolve_data_dir(args.data_dir)
     ds = data.load_cifar10(root)
     model = seeded_model(args.model, args.seed)
-    config = {
-        "model": args.model,
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "world_size": world,
-        "global_batch_size": args.batch_size * world,
-        "backend": backend,
-        "seed": args.seed,
-        "optimizer": args.optimizer,
-        "lr": args.lr,
-        "loss": "cross_entropy(logits)",
-        "validation": "none" if args.no_val else "test split",
-        "augment": args.augment,
-        "channels_last": args.channels_last,
-        "bf16": args.bf16,
-        "compile": args.compile,
-        "resume": args.resume,
-        "device": str(device),
-        "eval_batch_size": EVAL_BATCH_SIZE,
-    }
     if main:
         ranks = f", {world} ranks ({backend}), global batch {args.batch_size * world}"
         print(
@@ -143,7 +123,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         seed=args.seed,
         data_dir=str(root),
         num_train=len(ds.train),
-        config=config,
+        config={**history.config, **_cli_settings(args)},
         world_size=world,
         backend=backend,
     )
@@ -157,6 +137,18 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
     )
     print(f"wrote {out}/: {', '.join(files)}")
     return 0
+
+
+def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What the command adds to ``fit``'s run config (``History.config``) in ``metrics.json``."""
+    return {
+        "optimizer_name": args.optimizer,
+        "lr": args.lr,
+        "loss": "cross_entropy(logits)",
+        "validation": "none" if args.no_val else "test split",
+        "resume": args.resume,
+        "eval_batch_size": EVAL_BATCH_SIZE,
+    }
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from torch_cnn.models.base import KerasStyleNet
-from torch_cnn.porting import keras_files
+from torch_cnn.porting import keras_files, keras_writer
 from torch_cnn.porting.live import export_to_keras_model, record_from_keras_model
 from torch_cnn.porting.records import KerasLayer, KerasModelRecord, PortingError
 from torch_cnn.porting.transforms import (
@@ -110,7 +110,7 @@ def export_keras_weights(model: nn.Module, target: Any) -> Any:
     it loads with Keras's own ``model.load_weights()``. Returns the Keras model or the path.
     """
     if isinstance(target, str | os.PathLike):
-        return keras_files.write_weights_h5(model, target)
+        return keras_writer.write_weights_h5(model, target)
     if hasattr(target, "layers") and hasattr(target, "set_weights"):
         return export_to_keras_model(model, target)
     raise TypeError(

@@ -371,27 +371,11 @@ def fit(
     if optimizer is None:
         optimizer = default_optimizer(model.parameters())
     generator = torch.Generator().manual_seed(seed)
-    config: dict[str, Any] = {
-        "model": model.name,
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "world_size": world,
-        "global_batch_size": batch_size * world,
-        "backend": _dist.backend() if across_ranks else None,
-        "seed": seed,
-        "augment": (
-            None if augmenter is None else {"padding": augmenter.padding, "flip": augmenter.flip}
-        ),
-        "optimizer": type(optimizer).__name__,
-        "optimizer_hparams": optimizer_hparams(optimizer),
-        "device": str(dev),
-        "dtype": str(dtype).removeprefix("torch."),
-        "channels_last": channels_last,
-        "bf16": bf16,
-        "compile": compile,
-        "num_train": len(y),
-        "num_val": len(val_xy[1]) if val_xy is not None else 0,
-    }
+    config = _run_config(
+        model, optimizer, augmenter, dev, dtype, len(y), len(val_xy[1]) if val_xy else 0,
+        epochs=epochs, batch_size=batch_size, seed=seed, world=world, across_ranks=across_ranks,
+        channels_last=channels_last, bf16=bf16, compile=compile,
+    )  # fmt: skip
     history = History()
     history.config = config
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
@@ -449,6 +433,48 @@ def fit(
     finally:
         report.close()
     return history
+
+
+def _run_config(
+    model: KerasStyleNet,
+    optimizer: torch.optim.Optimizer,
+    augmenter: data.Augment | None,
+    device: torch.device,
+    dtype: torch.dtype,
+    num_train: int,
+    num_val: int,
+    *,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    world: int,
+    across_ranks: bool,
+    channels_last: bool,
+    bf16: bool,
+    compile: bool,
+) -> dict[str, Any]:
+    """The run's settings: what ``last.pt`` records, ``resume`` checks and ``metrics.json`` holds."""
+    return {
+        "model": model.name,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "world_size": world,
+        "global_batch_size": batch_size * world,
+        "backend": _dist.backend() if across_ranks else None,
+        "seed": seed,
+        "augment": (
+            None if augmenter is None else {"padding": augmenter.padding, "flip": augmenter.flip}
+        ),
+        "optimizer": type(optimizer).__name__,
+        "optimizer_hparams": optimizer_hparams(optimizer),
+        "device": str(device),
+        "dtype": str(dtype).removeprefix("torch."),
+        "channels_last": channels_last,
+        "bf16": bf16,
+        "compile": compile,
+        "num_train": num_train,
+        "num_val": num_val,
+    }
 
 
 def _check_fit_arguments(

@@ -10,8 +10,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from parity_tests.helpers import ROOT, load_script, run_python
-from tests.test_train import _small_data_dir
+import pytest
+
+from tests.helpers import ROOT, load_script, run_python, small_data_dir
 
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -19,10 +20,11 @@ def _script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
     return run_python(str(ROOT / "scripts" / name), *args, env=env)
 
 
+@pytest.mark.slow
 def test_both_frameworks_write_the_same_schema_and_the_table_reads_them(
     keras: ModuleType, cifar10_dir: Path, tmp_path: Path
 ) -> None:
-    data_dir = _small_data_dir(cifar10_dir, tmp_path / "data")
+    data_dir = small_data_dir(cifar10_dir, tmp_path / "data")
     runs = tmp_path / "runs"
     where = ["--models", "model_cnn", "--seeds", "0"]
     where += ["--data-dir", str(data_dir), "--runs-dir", str(runs)]
@@ -103,6 +105,7 @@ def test_train_keras_reshuffles_every_epoch_where_seeded_fit_does_not(keras: Mod
     assert len({tuple(o) for o in orders}) == 3  # and in a new order
 
 
+@pytest.mark.slow
 def test_training_scripts_name_a_missing_data_directory(keras: ModuleType, tmp_path: Path) -> None:
     for script in ("train_torch.py", "train_keras.py"):
         args = ["--model", "model_cnn", "--data-dir", str(tmp_path / "nowhere")]
