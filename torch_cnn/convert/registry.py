@@ -32,7 +32,8 @@ import torch
 from torch import nn
 
 from torch_cnn.models.graph import TensorSpec, WeightMap
-from torch_cnn.porting import PortingError
+from torch_cnn.porting.keras_config import is_op_module
+from torch_cnn.porting.records import PortingError
 
 __all__ = [
     "BuildContext",
@@ -167,13 +168,6 @@ def register_keras_layer(
     return wrap
 
 
-def is_op(module: str | None) -> bool:
-    """Whether a config entry's ``module`` names a Keras op rather than a layer."""
-    return module is not None and (
-        module.startswith("keras.src.ops") or module.startswith("keras.ops")
-    )
-
-
 def supported_layers() -> list[str]:
     """The Keras layer classes with a registered converter, sorted."""
     _load_builtins()
@@ -189,7 +183,7 @@ def supported_ops() -> list[str]:
 def get_converter(call: KerasCall) -> LayerConverter:
     """The converter for ``call``, or a ``ConversionError`` naming it and the supported list."""
     _load_builtins()
-    op = is_op(call.module)
+    op = is_op_module(call.module)
     found = (_OPS if op else _LAYERS).get(call.class_name)
     if found is None:
         what = f"Keras op {call.module}.{call.class_name}" if op else "layer class"
