@@ -6,12 +6,14 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 
 import torch_cnn
-from torch_cnn import bench, cli_train, data
+from torch_cnn import cli_train, data
 from torch_cnn.models import KerasStyleNet
 
 
@@ -179,6 +181,51 @@ def _import_keras(command: str) -> tuple[Any, Any]:
     return keras, keras_ref
 
 
+BENCH_NOT_INSTALLED = (
+    "torch-cnn bench: the benchmark is not part of the installed package; it lives in the "
+    "repository's benchmarks/: in a checkout, run `python -m benchmarks --help`"
+)
+
+
+def _import_benchmarks_cli() -> ModuleType | None:
+    """The repository's ``benchmarks.cli``, or None where there is none (an installed wheel).
+
+    Importable from a checkout's root; elsewhere looked for beside ``torch_cnn/`` (an
+    editable install of a checkout, whose ``torch-cnn`` runs from anywhere).
+    """
+    try:
+        import benchmarks.cli
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("benchmarks", "benchmarks.cli"):
+            raise  # the benchmark is there but cannot load: say so, not "not installed"
+        root = Path(torch_cnn.__file__).resolve().parent.parent
+        if str(root) in sys.path or not (root / "benchmarks" / "cli.py").is_file():
+            return None
+        sys.path.append(str(root))
+        return _import_benchmarks_cli()
+    return benchmarks.cli
+
+
+def _cmd_bench_not_installed(args: argparse.Namespace) -> int:
+    print(BENCH_NOT_INSTALLED, file=sys.stderr)
+    return 2
+
+
+def _add_bench_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``bench``: the repository's benchmark, imported only when the parser is built."""
+    bench_cli = _import_benchmarks_cli()
+    if bench_cli is not None:
+        bench_cli.add_command(sub)
+        return
+    # Without it, any arguments lead to the one-line message: '-' is no option prefix here,
+    # so that argparse takes `--quick` as an argument instead of refusing it.
+    p = sub.add_parser(
+        "bench", help="the benchmark (in the repository only)", add_help=False, prefix_chars="+"
+    )
+    p.add_argument("args", nargs="*")
+    p.set_defaults(func=_cmd_bench_not_installed)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="torch-cnn", description="PyTorch reimplementations of two Keras CIFAR-10 CNNs."
@@ -227,7 +274,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_compare)
 
     cli_train.add_commands(sub)
-    bench.add_command(sub)
+    _add_bench_command(sub)
     return parser
 
 
