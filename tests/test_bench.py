@@ -1,15 +1,19 @@
-"""Smoke tests of ``torch-cnn bench``: every path runs for a few steps and writes sound records.
+"""Tests of the benchmark (``benchmarks/``, run as ``torch-cnn bench``).
 
-The benchmark is not a test. These check that each path still runs (so it cannot rot)
-and that its records keep their schema, not what the numbers are.
+Its helpers are checked against hand-computed cases (throughput statistics, tables, target
+lines, README blocks, option parsing); the slow tests run every path for a few steps and check
+that each writes sound records (not what the numbers are: the benchmark is not a test).
 """
 
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import math
 import os
+import subprocess
+import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,18 +21,32 @@ from typing import Any
 import pytest
 import torch
 
-from torch_cnn import bench
-from torch_cnn.bench_keras import RECORD_KEYS
+import benchmarks
+import benchmarks.cli
+from benchmarks import accuracy, common, cuda_graph, keras_side, report, runner, torch_side
+from benchmarks.common import RECORD_KEYS
+from torch_cnn import cli as torch_cnn_cli
+from torch_cnn import data
+from torch_cnn.cli import bench as cli_bench
+from torch_cnn.optim import KerasAdam
+from torch_cnn.train import evaluate, fit, seeded_model
+
+ROOT = Path(__file__).resolve().parent.parent
+CPU = torch.device("cpu")
 
 # model_cnn compiles fastest; batch 8 and 16 images per repeat keep each path to a few steps.
 QUICK = ["--quick", "--model", "model_cnn", "--batch-size", "8", "--large-batch", "16"]
 QUICK += ["--images", "32"]
 
 
+# ---------------------------------------------------------------------------------------------
+# Every path runs (slow: real measurements)
+
+
 def _bench_via_subcommand(argv: list[str]) -> int:
-    """Run ``bench`` as ``cli.build_parser`` will: through ``add_command``."""
+    """Run ``bench`` as ``torch_cnn.cli.build_parser`` does: through ``add_command``."""
     parser = argparse.ArgumentParser(prog="torch-cnn")
-    bench.add_command(parser.add_subparsers(dest="command", required=True))
+    benchmarks.cli.add_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["bench", *argv])
     status: int = args.func(args)
     return status
@@ -40,19 +58,26 @@ def _check_records(records: list[dict[str, Any]], expected: set[tuple[str, str, 
     for r in records:
         assert set(RECORD_KEYS) <= set(r), sorted(set(RECORD_KEYS) - set(r))
         assert r["model"] == "model_cnn"
-        assert r["task"] in ("train", "infer")
         for key in ("images_per_s", "images_per_s_min", "images_per_s_max", "peak_memory_mb"):
             assert math.isfinite(r[key]) and r[key] > 0, (key, r)
-        assert r["images_per_s_min"] <= r["images_per_s"] <= r["images_per_s_max"]
         assert r["compile_s"] >= 0 and r["warmup_s"] >= 0
-        assert r["repeats"] == len(r["seconds"]) == 2
-        assert r["images_per_repeat"] % r["batch_size"] == 0
+        assert r["repeats"] == len(r["seconds"]) == 2  # --quick's
+        # --images 32 rounded up to whole batches of 8 or 16: 32 either way.
+        assert r["images_per_repeat"] == 32
+        assert r["images_per_s"] == pytest.approx(
+            common.throughput(r["seconds"], 32)["images_per_s"], rel=1e-4
+        )
         assert r["gflop_per_s"] > 0
 
 
-def test_torch_cnn_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.slow
+def test_torch_cnn_paths(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "bench.json"
-    assert _bench_via_subcommand([*QUICK, "--frameworks", "torch_cnn", "--json", str(out)]) == 0
+    argv = [*QUICK, "--frameworks", "torch_cnn", "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", ["torch-cnn", "bench", *argv])  # what the report quotes
+    assert _bench_via_subcommand(argv) == 0
     records = json.loads(out.read_text())
     _check_records(
         records,
@@ -68,15 +93,17 @@ def test_torch_cnn_paths(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert all(r["settings"]["autocast"] is None for r in parity)
     assert all(r["settings"].get("optimizer") in (None, "keras_adam") for r in parity)
     assert all(r["peak_gflop_per_s"] > 0 for r in records)
-    report = capsys.readouterr().out
-    assert "| torch_cnn | parity | train | 8 |" in report
-    assert "parity train @8 vs Keras-TF fit @8 (its best mode): not measured" in report
+    assert {r["command"] for r in records} == {"torch-cnn bench " + " ".join(argv)}
+    report_text = capsys.readouterr().out
+    assert "| torch_cnn | parity | train | 8 |" in report_text
+    assert "parity train @8 vs Keras-TF fit @8 (its best mode): not measured" in report_text
 
 
+@pytest.mark.slow
 def test_keras_paths(keras: ModuleType, tmp_path: Path) -> None:
     out = tmp_path / "bench.json"
     frameworks = "keras_tensorflow,keras_torch"
-    assert bench.main([*QUICK, "--frameworks", frameworks, "--json", str(out)]) == 0
+    assert benchmarks.cli.main([*QUICK, "--frameworks", frameworks, "--json", str(out)]) == 0
     expected = {
         (framework, mode, task, batch)
         for framework, modes in (
@@ -91,12 +118,13 @@ def test_keras_paths(keras: ModuleType, tmp_path: Path) -> None:
     assert {r["versions"]["keras"] for r in records} == {keras.__version__}
 
 
+@pytest.mark.slow
 @pytest.mark.cuda
 def test_cuda_paths(cuda_device: str, tmp_path: Path) -> None:
     """On a GPU: the CUDA-graph training step and the compiled inference run too."""
     out = tmp_path / "bench.json"
     argv = [*QUICK, "--device", cuda_device, "--frameworks", "torch_cnn", "--json", str(out)]
-    assert bench.main(argv) == 0
+    assert benchmarks.cli.main(argv) == 0
     records = json.loads(out.read_text())
     assert all(r["device"] == "cuda" and r["memory_kind"] == "cuda_max_allocated" for r in records)
     fast_train = [r for r in records if r["mode"] == "fast" and r["task"] == "train"]
@@ -106,21 +134,363 @@ def test_cuda_paths(cuda_device: str, tmp_path: Path) -> None:
 @pytest.mark.cuda
 def test_cuda_graph_trainer_trains_the_given_model(cuda_device: str) -> None:
     """Capture's warm-up steps are undone: the first replayed epoch starts from the given weights."""
-    model = bench.seeded_model("model_cnn", 0, device=cuda_device)
+    model = seeded_model("model_cnn", 0, device=cuda_device)
     before = [p.detach().clone() for p in model.parameters()]
     x, y = (
         torch.rand(64, 3, 32, 32, device=cuda_device),
         torch.randint(0, 10, (64,), device=cuda_device),
     )
-    settings = bench.fast_settings(torch.device(cuda_device), 16)
-    trainer = bench.CudaGraphTrainer(model, x, y, settings, 16)
+    settings = torch_side.fast_settings(torch.device(cuda_device), 16)
+    trainer = torch_side.graph_trainer(model, x, y, settings, 16)
     assert all(torch.equal(p, p0) for p, p0 in zip(model.parameters(), before, strict=True))
     trainer.epoch(64, torch.Generator(device=cuda_device).manual_seed(0))
     torch.cuda.synchronize()
     assert not any(torch.equal(p, p0) for p, p0 in zip(model.parameters(), before, strict=True))
 
 
-def _rec(framework: str, mode: str, task: str, batch: int, rate: float) -> dict[str, Any]:
+def test_cuda_graph_trainer_refuses_an_optimizer_that_cannot_be_captured() -> None:
+    model = seeded_model("model_cnn", 0)
+    x, y = torch.zeros(16, 3, 32, 32), torch.zeros(16, dtype=torch.int64)
+    with pytest.raises(ValueError, match=r"capturable=True.*received KerasAdam"):
+        cuda_graph.CudaGraphTrainer(model, x, y, KerasAdam(model.parameters()), 8)
+    adam = torch.optim.Adam(model.parameters(), capturable=False)
+    with pytest.raises(ValueError, match=r"received Adam with capturable=False"):
+        cuda_graph.CudaGraphTrainer(model, x, y, adam, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Keras side stays torch-free; common.py is standard library only
+
+
+def _non_stdlib_imports(source: str, allowed: tuple[str, ...] = ()) -> set[str]:
+    """Top-level names of the modules ``source`` imports (anywhere) outside the stdlib."""
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.add(node.module)
+    return {
+        n
+        for n in names
+        if n.split(".")[0] not in sys.stdlib_module_names | {"__future__"} and n not in allowed
+    }
+
+
+def test_common_imports_only_the_standard_library() -> None:
+    assert _non_stdlib_imports("import numpy as np\nfrom torch import nn\nimport os") == {
+        "numpy",
+        "torch",
+    }  # the check itself catches what it must
+    assert _non_stdlib_imports(Path(common.__file__).read_text()) == set()
+    assert _non_stdlib_imports(Path(benchmarks.__file__).read_text()) == set()
+
+
+def test_keras_side_imports_neither_torch_cnn_nor_torch_at_load() -> None:
+    source = Path(keras_side.__file__).read_text()
+    every = _non_stdlib_imports(source, allowed=("benchmarks.common",))
+    # Inside functions: numpy, Keras, keras_ref, TensorFlow, and torch on Keras's torch backend.
+    assert every == {"numpy", "keras", "keras_ref", "tensorflow", "torch"}
+    module_level = [n for n in ast.parse(source).body if isinstance(n, ast.Import | ast.ImportFrom)]
+    assert (
+        _non_stdlib_imports(
+            ast.unparse(ast.Module(body=module_level, type_ignores=[])),
+            allowed=("benchmarks.common",),
+        )
+        == set()
+    )
+
+
+# Run in a fresh process: torch and torch_cnn made unimportable (None in sys.modules, Python's
+# own "not installed"), then the Keras side's quick mode on TensorFlow.
+_NO_TORCH = """
+import json, sys
+sys.modules["torch"] = None
+sys.modules["torch_cnn"] = None
+try:
+    import torch
+except ImportError:
+    pass
+else:
+    raise SystemExit("the shim did not make torch unimportable")
+from benchmarks import keras_side
+status = keras_side.main(sys.argv[1:])
+loaded = [m for m, mod in sys.modules.items() if mod is not None and m.split(".")[0] in ("torch", "torch_cnn")]
+print(json.dumps(loaded))
+sys.exit(status)
+"""
+
+
+@pytest.mark.slow
+def test_keras_side_runs_without_torch(keras: ModuleType, tmp_path: Path) -> None:
+    out = tmp_path / "keras.json"
+    argv = ["--backend", "tensorflow", "--model", "model_cnn", "--quick", "--modes", "default"]
+    argv += ["--train-batches", "8", "--large-batch", "16", "--images", "32", "--out", str(out)]
+    env = dict(os.environ, KERAS_BACKEND="tensorflow", CUDA_VISIBLE_DEVICES="")
+    env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH, *argv],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []
+    result = json.loads(out.read_text())
+    assert result["notes"] == []
+    got = [(r["framework"], r["mode"], r["task"], r["batch_size"]) for r in result["records"]]
+    assert got == [
+        ("keras_tensorflow", "default", "infer", 16),
+        ("keras_tensorflow", "default", "train", 8),
+    ]
+    for r in result["records"]:
+        assert r["repeats"] == common.QUICK["repeats"] and r["images_per_repeat"] == 32
+        assert "torch" not in r["versions"]
+
+
+# ---------------------------------------------------------------------------------------------
+# common: throughput, records, round_up, atomic writes
+
+
+def test_throughput_on_known_timings() -> None:
+    # 100 images in 0.5 s, 0.25 s, 1 s: 200, 400, 100 images/s.
+    assert common.throughput([0.5, 0.25, 1.0], 100) == {
+        "images_per_s": 200.0,
+        "images_per_s_min": 100.0,
+        "images_per_s_max": 400.0,
+    }
+    # An even count: the median is the mean of the middle two rates, (20 + 40) / 2.
+    assert common.throughput([1.0, 2.0, 4.0, 8.0], 80)["images_per_s"] == 30.0
+    for bad in ([], [1.0, 0.0], [-1.0]):
+        with pytest.raises(ValueError, match="need positive repeat times"):
+            common.throughput(bad, 10)
+
+
+def test_record_puts_the_schema_first_and_rounds() -> None:
+    rec = common.record(
+        framework="torch_cnn",
+        mode="parity",
+        model="model_cnn",
+        task="infer",
+        batch_size=16,
+        device="cpu",
+        seconds=[0.1234567, 0.2],
+        images_per_repeat=32,
+        peak_memory_mb=123.456,
+        compile_s=1.5,
+    )
+    assert tuple(rec)[: len(RECORD_KEYS)] == RECORD_KEYS
+    assert rec["images_per_s"] == pytest.approx((32 / 0.1234567 + 32 / 0.2) / 2)
+    assert (rec["peak_memory_mb"], rec["seconds"], rec["repeats"]) == (123.5, [0.123457, 0.2], 2)
+    assert rec["compile_s"] == 1.5
+    with pytest.raises(ValueError, match="received task='fit'"):
+        common.record(**{**rec, "task": "fit", "seconds": [1.0]})
+
+
+def test_round_up() -> None:
+    assert [common.round_up(n, 32) for n in (0, 1, 31, 32, 33, 1000, 1024)] == [
+        0,
+        32,
+        32,
+        32,
+        64,
+        1024,
+        1024,
+    ]
+    assert common.round_up(50_000, 500) == 50_000 and common.round_up(4096, 500) == 4500
+    with pytest.raises(ValueError, match="received batch_size=0"):
+        common.round_up(10, 0)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def test_atomic_json_write_has_umask_permissions_and_refuses_nan(tmp_path: Path) -> None:
+    out = tmp_path / "records.json"
+    common.atomic_write_json(out, [{"a": 1}])
+    assert out.read_text() == '[\n  {\n    "a": 1\n  }\n]\n'
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
+    with pytest.raises(ValueError, match="Out of range float"):
+        common.atomic_write_json(out, [{"a": math.nan}])
+    assert json.loads(out.read_text()) == [{"a": 1}]  # the old file stays, no temporary left
+    assert [p.name for p in tmp_path.iterdir()] == ["records.json"]
+
+
+# ---------------------------------------------------------------------------------------------
+# torch_side: settings, overrides, the run's configuration
+
+
+def test_settings_refuse_what_cannot_run() -> None:
+    with pytest.raises(ValueError, match="capturable optimizer"):
+        torch_side.Settings("fast", 256, optimizer="keras_adam", cuda_graphs=True)
+    with pytest.raises(ValueError, match="batch_size must be positive; received 0"):
+        torch_side.Settings("fast", 0)
+    with pytest.raises(ValueError, match="received 'sgd'"):
+        torch_side.Settings("fast", 32, optimizer="sgd")
+    with pytest.raises(ValueError, match="received mode='turbo'"):
+        torch_side.Settings("turbo", 32)
+
+
+def test_learning_rate_scales_with_the_square_root_of_the_batch() -> None:
+    fast = torch_side.Settings("fast", 512, scale_lr=True)
+    assert fast.lr(512) == pytest.approx(4e-3)  # 1e-3 × √(512 / 32)
+    assert fast.lr(32) == 1e-3
+    assert torch_side.Settings("parity", 512).lr(512) == 1e-3
+
+
+def test_parse_overrides() -> None:
+    assert torch_side.parse_overrides("") == {}
+    assert torch_side.parse_overrides(" compile_mode=max-autotune , cuda_graphs=1 ") == {
+        "compile_mode": "max-autotune",
+        "cuda_graphs": True,
+    }
+    bad = {
+        "bf16": "expected KEY=VALUE with KEY one of batch_size, optimizer",
+        "nope=1": "received 'nope=1'",
+        "mode=fast": "received 'mode=fast'",  # the mode is not a setting of the mode
+        "bf16=yes": "bf16 takes true or false; received 'yes'",
+        "batch_size=big": "batch_size takes an integer; received 'big'",
+    }
+    for text, message in bad.items():
+        with pytest.raises(ValueError, match=message):
+            torch_side.parse_overrides(text)
+
+
+def test_fast_overrides_replace_the_batch() -> None:
+    config = torch_side.RunConfig(
+        fast_overrides=torch_side.parse_overrides("batch_size=128,bf16=false")
+    )
+    fast = config.settings("fast")
+    assert (fast.batch_size, fast.bf16, fast.channels_last) == (128, False, True)
+    assert config.settings("parity").batch_size == config.large == 256
+    with pytest.raises(ValueError, match="batch_size must be positive; received 0"):
+        torch_side.RunConfig(fast_overrides={"batch_size": 0}).settings("fast")
+
+
+def test_quick_sets_repeats_and_the_sizes_not_given() -> None:
+    parser = argparse.ArgumentParser()
+    benchmarks.cli.add_arguments(parser)
+    quick = benchmarks.cli.config_from_args(
+        parser.parse_args(["--quick", "--images", "32", "--repeats", "9"])
+    )
+    assert (quick.images_per_repeat, quick.large, quick.repeats, quick.warmup_steps) == (
+        32,
+        64,
+        2,
+        1,
+    )
+    full = benchmarks.cli.config_from_args(parser.parse_args(["--fast", "bf16=false"]))
+    assert (full.images_per_repeat, full.large, full.repeats, full.warmup_steps) == (
+        4096,
+        256,
+        5,
+        5,
+    )
+    assert full.fast_overrides == {"bf16": False} and full.frameworks == common.FRAMEWORKS
+
+
+def test_bad_options_are_refused_before_anything_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    for argv, message in (
+        (["--fast", "bf16"], "argument --fast: expected KEY=VALUE"),
+        (["--frameworks", "keras_jax"], "expected a comma-separated list of torch_cnn,"),
+        (["--device", "tpu"], "argument --device: invalid choice: 'tpu'"),
+    ):
+        with pytest.raises(SystemExit) as exit_info:
+            benchmarks.cli.main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
+
+
+def test_measurement_runs_parity_without_tf32_and_fast_with_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """TF32 is off while parity mode is timed, on for fast mode, and restored after."""
+    seen: list[bool] = []
+
+    def fake_time_calls(call: Any, **kwargs: Any) -> torch_side.Timing:
+        seen.append(torch.backends.cudnn.allow_tf32)
+        assert torch.backends.cuda.matmul.allow_tf32 == torch.backends.cudnn.allow_tf32
+        return torch_side.Timing(0.5, 0.25, [0.5, 0.25], 10.0, 5.0, "rss_peak")
+
+    monkeypatch.setattr(torch_side, "time_calls", fake_time_calls)
+    config = torch_side.RunConfig(model="model_cnn", images=20, repeats=2, warmup_steps=1)
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    parity = torch_side.measure_torch(config, torch_side.parity_settings(CPU, 16), "infer", 16)
+    fast = torch_side.measure_torch(config, torch_side.fast_settings(CPU, 8), "train", 8)
+    assert seen == [False, True]
+    assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == saved
+    # 20 images rounded up to whole batches: 32 at batch 16, 24 at batch 8.
+    assert (parity["images_per_repeat"], fast["images_per_repeat"]) == (32, 24)
+    assert parity["images_per_s"] == 96.0  # median of 32 / 0.5 and 32 / 0.25
+    assert (parity["compile_s"], parity["warmup_s"], parity["baseline_memory_mb"]) == (
+        0.5,
+        0.25,
+        5.0,
+    )
+    assert (parity["settings"]["tf32_on_cuda"], fast["settings"]["tf32_on_cuda"]) == (False, True)
+
+
+# ---------------------------------------------------------------------------------------------
+# runner: the Keras process's command line, FLOP/s
+
+
+def test_keras_command_round_trips_through_the_keras_side_parser(tmp_path: Path) -> None:
+    config = torch_side.RunConfig(
+        model="model_cnn",
+        small_batch=8,
+        large_batch=16,
+        images=40,
+        repeats=3,
+        warmup_steps=2,
+        threads=3,
+        seed=4,
+    )
+    cmd = runner.keras_command(config, "keras_tensorflow", tmp_path / "k.json")
+    assert cmd[:3] == [sys.executable, "-m", "benchmarks.keras_side"]
+    args = keras_side.parse_args(cmd[3:])
+    assert (args.backend, args.model, args.device, args.modes) == (
+        "tensorflow",
+        "model_cnn",
+        "cpu",
+        ["default", "xla", "multistep"],
+    )
+    assert (args.train_batches, args.large_batch, args.images) == ([8, 16], 16, 40)
+    assert (args.repeats, args.warmup_steps, args.threads, args.seed) == (3, 2, 3, 4)
+    assert keras_side.parse_args(
+        runner.keras_command(config, "keras_torch", tmp_path)[3:]
+    ).modes == ["default"]
+
+
+def test_add_flops_counts_training_three_times_the_forward_pass() -> None:
+    def rec(task: str, rate: float, autocast: str | None) -> dict[str, Any]:
+        return {
+            "task": task,
+            "device": "cpu",
+            "images_per_s": rate,
+            "settings": {"autocast": autocast},
+        }
+
+    records = [rec("train", 1000.0, "bfloat16"), rec("infer", 2000.0, None)]
+    runner.add_flops(records, 1_000_000, 2, {"fp32": 100.0, "bf16": 400.0})
+    assert [r["gflop_per_s"] for r in records] == [3.0, 2.0]  # 1000 × 3 MFLOP, 2000 × 1 MFLOP
+    assert [(r["peak_gflop_per_s"], r["peak_basis"]) for r in records] == [
+        (400.0, "measured bf16 matmul"),
+        (100.0, "measured fp32 matmul"),
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# report: the table, the targets, the accuracy lines, the README block
+
+
+def _rec(
+    framework: str, mode: str, task: str, batch: int, rate: float, **kw: Any
+) -> dict[str, Any]:
     return {
         "framework": framework,
         "mode": mode,
@@ -132,7 +502,57 @@ def _rec(framework: str, mode: str, task: str, batch: int, rate: float) -> dict[
         "images_per_s_max": rate,
         "peak_memory_mb": 100.0,
         "images_per_repeat": 4096,
+        **kw,
     }
+
+
+def test_format_table_rows() -> None:
+    fast_settings = {
+        "autocast": "bfloat16",
+        "memory_format": "channels_last",
+        "optimizer": "adam_fused",
+        "lr": 0.0028284271247461905,
+        "compile": False,
+        "cuda_graphs": True,
+    }
+    records = [
+        _rec(
+            "torch_cnn",
+            "fast",
+            "train",
+            32,
+            2500.0,
+            images_per_s_min=50.0,
+            images_per_s_max=12345.0,
+            gflop_per_s=37.5,
+            peak_gflop_per_s=150.0,
+            peak_memory_mb=1536.4,
+            compile_s=1.234,
+            settings=fast_settings,
+        ),
+        _rec("keras_tensorflow", "xla", "train", 32, 1000.0, settings={"jit_compile": True}),
+        _rec(
+            "keras_tensorflow",
+            "multistep",
+            "train",
+            32,
+            800.0,
+            settings={"jit_compile": "auto", "steps_per_execution": 16},
+        ),
+        _rec("torch_cnn", "parity", "infer", 256, 99.5, settings={"compile": True}),
+    ]
+    lines = report.format_table(records).splitlines()
+    assert lines[1] == "|---|---|---|---|---|---|---|---|---|---|---|"
+    assert lines[2:] == [
+        "| torch_cnn | fast | train | 32 | 2,500 | 50.0 – 12,345 | 2.50× | 37.5 (25.0%) | 1,536 "
+        "| 1.23 | bf16 autocast, channels_last, adam_fused lr 0.0028, CUDA graph |",
+        "| keras_tensorflow | xla | train | 32 | 1,000 | 1,000 – 1,000 | 1.00× | – | 100 | 0.00 "
+        "| XLA (jit_compile=True) |",
+        "| keras_tensorflow | multistep | train | 32 | 800 | 800 – 800 | 0.80× | – | 100 | 0.00 "
+        "| compile defaults (jit_compile='auto'), steps_per_execution=16 |",
+        "| torch_cnn | parity | infer | 256 | 99.5 | 99.5 – 99.5 | – | – | 100 | 0.00 "
+        "| fp32, compile (default) |",
+    ]
 
 
 def test_target_report_compares_with_kerass_best() -> None:
@@ -145,39 +565,47 @@ def test_target_report_compares_with_kerass_best() -> None:
         _rec("keras_tensorflow", "default", "train", 256, 2000.0),
         _rec("keras_tensorflow", "default", "infer", 256, 4000.0),
     ]
-    lines = bench.target_report(records, 32)
+    lines = report.target_report(records, 32)
+    assert len(lines) == 3  # no GPU epoch line on the CPU
     assert "**2.00×** (target ≥ 2×): met" in lines[0]
     assert "**2.25×** (target ≥ 3×): NOT met" in lines[1]
     assert "5,000 / 2,000 img/s = **2.50×** (target ≥ 3×): NOT met" in lines[2]
-    assert "| 0.80× |" in bench.format_table(records)  # xla's row against Keras's best at 32
+    assert "| 0.80× |" in report.format_table(records)  # xla's row against Keras's best at 32
 
 
-def test_settings_refuse_cuda_graphs_with_keras_adam() -> None:
-    with pytest.raises(ValueError, match="capturable optimizer"):
-        bench.Settings("fast", 256, optimizer="keras_adam", cuda_graphs=True)
-    with pytest.raises(ValueError, match="KEY=VALUE"):
-        bench.parse_overrides("bf16")
-
-
-def test_accuracy_check_runs_both_modes(cifar10_dir: Path) -> None:
-    config = bench.RunConfig(model="model_cnn")
-    result = bench.accuracy_check(config, str(cifar10_dir), seeds=(0,), epochs=1)
-    for mode in ("parity", "fast"):
-        (acc,) = result[mode]["test_accuracy"]
-        assert 0.0 <= acc <= 1.0
-    assert result["difference_points"] == pytest.approx(
-        100 * (result["fast"]["mean"] - result["parity"]["mean"])
+def test_a_missed_target_says_what_arithmetic_rate_it_needs() -> None:
+    records = [
+        _rec("torch_cnn", "parity", "train", 32, 1500.0),
+        _rec("keras_tensorflow", "default", "train", 32, 1000.0, gflop_per_s=100.0),
+    ]
+    # 2× Keras's 100 GFLOP/s is 200 GFLOP/s: more than a 150 GFLOP/s matmul, within 250.
+    short = report.target_report(records, 32, gemm={"fp32": 150.0, "bf16": 600.0})[0]
+    assert short.endswith(
+        "**1.50×** (target ≥ 2×): NOT met; it needs 200 GFLOP/s, more than the 150 GFLOP/s "
+        "of the best fp32 matmul on this machine"
     )
-    assert result["fast_settings"]["batch_size"] == config.small_batch == 32  # the recipe's
+    within = report.target_report(records, 32, gemm={"fp32": 250.0, "bf16": 600.0})[0]
+    assert within.endswith(
+        "it needs 200 GFLOP/s, within the 250 GFLOP/s of the best fp32 matmul on this machine"
+    )
+    assert report.target_report(records, 32)[0].endswith("NOT met")  # without a measured matmul
 
 
-def test_fast_overrides_replace_the_batch() -> None:
-    from torch_cnn.bench import RunConfig, parse_overrides
-
-    config = RunConfig(fast_overrides=parse_overrides("batch_size=128,bf16=false"))
-    fast = config.settings("fast")
-    assert (fast.batch_size, fast.bf16, fast.channels_last) == (128, False, True)
-    assert config.settings("parity").batch_size == config.large == 256
+def test_gpu_epoch_target() -> None:
+    keras = _rec("keras_tensorflow", "default", "train", 32, 1000.0)
+    epoch = _rec("torch_cnn", "fast", "train", 500, 1_000_000.0, device="cuda")
+    epoch["images_per_repeat"] = 50_000
+    line = report.target_report([keras, epoch], 32)[3]
+    assert line == (
+        "- fast train, one 50,000-image epoch on the GPU: **50.0 ms** "
+        "(measured epochs of 50,000 images; target ≤ 50 ms): met"
+    )
+    slower = {**epoch, "images_per_s": 800_000.0, "images_per_repeat": 4500}
+    assert report.target_report([keras, slower], 32)[3].endswith(
+        "**62.5 ms** (from repeats of 4,500 images; target ≤ 50 ms): NOT met"
+    )
+    lost = {"fast_settings": {"batch_size": 500}, "difference_points": -3.0}
+    assert report.target_report([keras, epoch], 32, lost)[3].endswith("NOT met (accuracy)")
 
 
 def test_fast_target_needs_the_accuracy_check() -> None:
@@ -185,18 +613,68 @@ def test_fast_target_needs_the_accuracy_check() -> None:
         _rec("torch_cnn", "fast", "train", 256, 9000.0),
         _rec("keras_tensorflow", "default", "train", 32, 1000.0),
     ]
-    unchecked = bench.target_report(records, 32)[2]
+    unchecked = report.target_report(records, 32)[2]
     assert "**9.00×** (target ≥ 3×): met for speed; accuracy not checked" in unchecked
     checked = {"fast_settings": {"batch_size": 256}}
-    held = bench.target_report(records, 32, {**checked, "difference_points": -1.5})[2]
+    held = report.target_report(records, 32, {**checked, "difference_points": -1.5})[2]
     assert held.endswith("met, accuracy -1.50 points")
-    lost = bench.target_report(records, 32, {**checked, "difference_points": -2.5})[2]
+    lost = report.target_report(records, 32, {**checked, "difference_points": -2.5})[2]
     assert lost.endswith("NOT met: accuracy -2.50 points")
     # The speed claimed is the checked recipe's (its batch), not another row's.
-    other = bench.target_report(
+    other = report.target_report(
         records, 32, {"fast_settings": {"batch_size": 32}, "difference_points": 0}
     )
     assert other[2].startswith("- fast train (batch ?)") and other[2].endswith("not measured")
+
+
+def test_accuracy_summary_and_lines_on_known_numbers() -> None:
+    parity = accuracy.summarize([0.5, 0.6, 0.7], [2.0, 4.0, 3.0])
+    fast = accuracy.summarize([0.55, 0.56, 0.57], [1.0, 1.0, 1.0])
+    assert parity["mean"] == pytest.approx(0.6) and parity["sd"] == pytest.approx(0.1)
+    assert fast["sd"] == pytest.approx(0.01)
+    assert accuracy.summarize([0.42], [1.0])["sd"] == 0.0
+    assert accuracy.difference_points(parity, fast) == pytest.approx(-4.0)
+    result = {
+        "parity": parity,
+        "fast": fast,
+        "difference_points": accuracy.difference_points(parity, fast),
+        "num_test": 1017,
+        "num_train": 5085,
+        "epochs": 10,
+        "seeds": [0, 1, 2],
+        "data_dir": "/data",
+        "fast_settings": {"batch_size": 32, "autocast": None, "memory_format": "channels_last"},
+    }
+    assert report.format_accuracy(result) == [
+        "",
+        "Accuracy (test split, 1,017 images; 10 epochs on 5,085 training images from `/data`; "
+        "seeds 0, 1, 2; mean ± sd):",
+        "- parity (fit defaults, batch 32): 60.00 ± 10.00% (3.0 s per run)",
+        "- fast (batch 32, fp32, channels_last): 56.00 ± 1.00% (1.0 s per run)",
+        "- fast − parity: **-4.00 points** (target: within 2 points below): NOT met",
+    ]
+    assert report.accuracy_holds({"difference_points": -2.0})
+    assert not report.accuracy_holds({"difference_points": -2.01})
+
+
+@pytest.mark.data
+def test_accuracy_check_reports_what_fit_and_evaluate_give(cifar10_dir: Path) -> None:
+    """Parity mode's number is ``fit``'s defaults then ``evaluate``, run independently here."""
+    full = data.load_cifar10(cifar10_dir)
+    # The first 640 training and 256 test images: the check's code paths, in seconds.
+    ds = data.Cifar10(
+        data.Split(full.train.images[:640], full.train.labels[:640]),
+        data.Split(full.test.images[:256], full.test.labels[:256]),
+        full.classes,
+    )
+    config = torch_side.RunConfig(model="model_cnn")
+    result = accuracy.accuracy_check(config, cifar10_dir, dataset=ds, seeds=(0,), epochs=1)
+    model = seeded_model("model_cnn", 0)
+    fit(model, ds.train, epochs=1, seed=0, device=CPU, progress=False)
+    assert result["parity"]["test_accuracy"] == [evaluate(model, ds.test).accuracy]
+    assert (result["num_train"], result["num_test"], result["seeds"]) == (640, 256, [0])
+    assert result["fast_settings"]["batch_size"] == config.small_batch  # the recipe's, on the CPU
+    assert len(result["fast"]["test_accuracy"]) == 1
 
 
 def test_readme_section_is_replaced_only_between_its_markers(tmp_path: Path) -> None:
@@ -206,34 +684,51 @@ def test_readme_section_is_replaced_only_between_its_markers(tmp_path: Path) -> 
         "<!-- bench model_cnn cuda start -->\ngpu\n<!-- bench model_cnn cuda end -->\n"
     )
     readme.write_text(before)
-    bench.write_readme_section(readme, "model_cnn cpu", "### new report\n| a |")
+    report.write_readme_section(readme, "model_cnn cpu", "### new report\n| a |")
     assert readme.read_text() == before.replace("old table", "### new report\n| a |")
     with pytest.raises(ValueError, match=r"model_cifar10 cpu start.*found 0 and 0"):
-        bench.write_readme_section(readme, "model_cifar10 cpu", "x")
+        report.write_readme_section(readme, "model_cifar10 cpu", "x")
     assert "new report" in readme.read_text()  # a refused write leaves the file as it was
     assert [p.name for p in tmp_path.iterdir()] == ["README.md"]
-    umask = os.umask(0)
-    os.umask(umask)
-    assert readme.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
+    assert readme.stat().st_mode & 0o777 == 0o666 & ~_umask()  # not mkstemp's 0600
 
 
-def test_keras_side_writes_atomically_with_umask_permissions(tmp_path: Path) -> None:
-    from torch_cnn.bench_keras import atomic_write_text
+def test_readme_markers_must_be_once_each_and_in_order(tmp_path: Path) -> None:
+    readme = tmp_path / "README.md"
+    for text, found in (
+        ("<!-- bench m cpu end -->\n<!-- bench m cpu start -->\n", "found 1 and 1"),
+        (
+            "<!-- bench m cpu start -->\n<!-- bench m cpu start -->\n<!-- bench m cpu end -->\n",
+            "found 2 and 1",
+        ),
+    ):
+        readme.write_text(text)
+        with pytest.raises(ValueError, match=found):
+            report.write_readme_section(readme, "m cpu", "new")
+        assert readme.read_text() == text
 
-    out = tmp_path / "records.json"
-    atomic_write_text(out, "[]\n")
-    umask = os.umask(0)
-    os.umask(umask)
-    assert out.read_text() == "[]\n" and out.stat().st_mode & 0o777 == 0o666 & ~umask
-    assert [p.name for p in tmp_path.iterdir()] == ["records.json"]
+
+# ---------------------------------------------------------------------------------------------
+# torch-cnn bench outside a checkout
 
 
-def test_parity_mode_forbids_tf32() -> None:
-    parity = bench.parity_settings(torch.device("cuda"))
-    fast = bench.fast_settings(torch.device("cpu"))
-    assert parity.describe("train", 32)["tf32_on_cuda"] is False
-    assert fast.describe("train", 256)["tf32_on_cuda"] is True
-    saved = torch.backends.cudnn.allow_tf32
-    with bench.tf32_allowed(False):
-        assert not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
-    assert torch.backends.cudnn.allow_tf32 == saved
+def test_torch_cnn_bench_without_the_repository_exits_2_with_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setitem(sys.modules, "benchmarks", None)  # as in an installed wheel
+    monkeypatch.setitem(sys.modules, "benchmarks.cli", None)
+    for argv in (["bench"], ["bench", "--quick", "--model", "model_cnn"], ["bench", "--help"]):
+        assert torch_cnn_cli.main(argv) == 2
+        err = capsys.readouterr().err
+        assert err == cli_bench.BENCH_NOT_INSTALLED + "\n"
+        assert "benchmarks/" in err and "python -m benchmarks" in err
+
+
+def test_a_benchmark_that_fails_to_load_is_not_called_missing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delitem(sys.modules, "benchmarks.cli")
+    monkeypatch.setitem(sys.modules, "benchmarks.runner", None)  # a broken dependency inside
+    with pytest.raises(ModuleNotFoundError, match=r"benchmarks\.runner"):
+        torch_cnn_cli.build_parser()

@@ -114,12 +114,12 @@ def test_port_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
 
 
 def test_every_command_is_registered() -> None:
-    from torch_cnn import bench
+    import benchmarks.cli
     from torch_cnn.cli import build_parser
     from torch_cnn.cli import training as cli_train
 
     parser = build_parser()
-    assert parser.parse_args(["bench", "--quick"]).func is bench.cmd_bench
+    assert parser.parse_args(["bench", "--quick"]).func is benchmarks.cli.cmd_bench
     args = parser.parse_args(["train", "--model", "model_cnn", "--out", "r"])
     assert args.func is cli_train.cmd_train
     assert parser.parse_args(["evaluate", "--checkpoint", "c"]).func is cli_train.cmd_evaluate

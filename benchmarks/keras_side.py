@@ -1,14 +1,15 @@
-"""The Keras side of ``torch-cnn bench``: Keras 3's own ``fit`` and ``predict``, in a process of their own.
+"""The Keras side of the benchmark: Keras 3's own ``fit`` and ``predict``, in a process of their own.
 
-``torch_cnn.bench`` runs this file as a script, once per Keras backend::
+``benchmarks.runner`` runs this module once per Keras backend::
 
-    python torch_cnn/bench_keras.py --backend tensorflow --model model_cifar10 --out keras.json
+    python -m benchmarks.keras_side --backend tensorflow --model model_cifar10 \
+        --train-batches 32,256 --out keras.json
 
 so that TensorFlow's and PyTorch's thread pools never share a process and each framework's
 peak memory is its own. ``KERAS_BACKEND`` is set from ``--backend`` before Keras is imported.
-The module imports only the standard library at load time: run as a script it imports neither
-torch nor torch_cnn, and ``torch_cnn.bench`` reuses its helpers (peak RSS, throughput
-statistics, the record schema). ``import torch_cnn`` never imports it.
+The module imports only the standard library and ``benchmarks.common`` at load time. It
+never imports torch_cnn, and torch only on Keras's torch backend (to set its threads and read
+its CUDA memory; Keras imports torch there itself): on TensorFlow the process holds no torch.
 
 What is measured, for each Keras ``mode`` (``default``: ``model.compile``'s defaults, which on
 TensorFlow means XLA only when a GPU is present; ``xla``: ``jit_compile=True``;
@@ -30,193 +31,34 @@ the step: its time is ``compile_s``. A second such call is ``warmup_s``. Neither
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
-import resource
-import secrets
-import statistics
 import sys
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
+from collections.abc import Sequence
 from typing import Any
 
-# Every record ``torch-cnn bench --json`` writes has at least these keys.
-RECORD_KEYS = (
-    "framework",
-    "mode",
-    "model",
-    "task",
-    "batch_size",
-    "device",
-    "images_per_s",
-    "images_per_s_min",
-    "images_per_s_max",
-    "peak_memory_mb",
+from benchmarks.common import (
+    IMAGES_PER_REPEAT,
+    KERAS_BACKENDS,
+    KERAS_MODES,
+    LARGE_BATCH,
+    MB,
+    QUICK,
+    REPEATS,
+    WARMUP_STEPS,
+    PeakRSS,
+    atomic_write_json,
+    record,
+    round_up,
+    rss_mb,
 )
-KERAS_BACKENDS = {"keras_tensorflow": "tensorflow", "keras_torch": "torch"}
-KERAS_MODES = {"tensorflow": ("default", "xla", "multistep"), "torch": ("default",)}
+
 # ``multistep``: compile's ``steps_per_execution``, Keras's own answer to per-step overhead at
 # small batches (this many steps per call of the compiled function).
 STEPS_PER_EXECUTION = 16
-KERAS_ADAM_LEARNING_RATE = 1e-3  # the seeds' Adam(learning_rate=1e-3)
 NUM_CLASSES = 10
 IMAGE_SHAPE_NHWC = (32, 32, 3)
-_MB = 1 << 20
-
-
-# ---------------------------------------------------------------------------------------------
-# Helpers shared with torch_cnn.bench (standard library only)
-
-
-def throughput(seconds: Sequence[float], images: int) -> dict[str, float]:
-    """Median, min and max images/s over repeats that each processed ``images`` images.
-
-    >>> throughput([1.0, 2.0, 0.5], 100)
-    {'images_per_s': 100.0, 'images_per_s_min': 50.0, 'images_per_s_max': 200.0}
-    """
-    if not seconds or min(seconds) <= 0:
-        raise ValueError(f"need positive repeat times; received {list(seconds)}")
-    rates = sorted(images / s for s in seconds)
-    return {
-        "images_per_s": statistics.median(rates),
-        "images_per_s_min": rates[0],
-        "images_per_s_max": rates[-1],
-    }
-
-
-def _status_kb(field: str) -> float | None:
-    """A ``kB`` field of ``/proc/self/status`` (Linux), else None."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return float(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
-def rss_mb() -> float:
-    """The process's resident set size now, in MiB (0.0 where ``/proc`` is missing)."""
-    kb = _status_kb("VmRSS")
-    return kb / 1024 if kb is not None else 0.0
-
-
-class PeakRSS:
-    """The process's peak resident set size over a stretch of code, in MiB.
-
-    On Linux ``reset()`` writes ``5`` to ``/proc/self/clear_refs``, which resets the
-    high-water mark ``VmHWM`` to the current RSS, so ``peak_mb()`` is the peak since the
-    reset (``kind == "rss_peak"``). Elsewhere it falls back to ``getrusage``'s ``ru_maxrss``,
-    the peak over the process's whole life (``kind == "rss_lifetime_peak"``).
-    """
-
-    def __init__(self) -> None:
-        self.kind = "rss_lifetime_peak"
-
-    def reset(self) -> None:
-        try:
-            with open("/proc/self/clear_refs", "w") as f:
-                f.write("5")
-            self.kind = "rss_peak"
-        except OSError:
-            self.kind = "rss_lifetime_peak"
-
-    def peak_mb(self) -> float:
-        kb = _status_kb("VmHWM") if self.kind == "rss_peak" else None
-        if kb is not None:
-            return kb / 1024
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        return maxrss / _MB if sys.platform == "darwin" else maxrss / 1024  # bytes vs KiB
-
-
-def record(
-    *,
-    framework: str,
-    mode: str,
-    model: str,
-    task: str,
-    batch_size: int,
-    device: str,
-    seconds: Sequence[float],
-    images_per_repeat: int,
-    peak_memory_mb: float,
-    **extra: Any,
-) -> dict[str, Any]:
-    """One benchmark record: ``RECORD_KEYS`` first, then the repeat times and ``extra``."""
-    if task not in ("train", "infer"):
-        raise ValueError(f"task must be 'train' or 'infer'; received task={task!r}")
-    rec: dict[str, Any] = {
-        "framework": framework,
-        "mode": mode,
-        "model": model,
-        "task": task,
-        "batch_size": batch_size,
-        "device": device,
-        **throughput(seconds, images_per_repeat),
-        "peak_memory_mb": round(peak_memory_mb, 1),
-        "repeats": len(seconds),
-        "images_per_repeat": images_per_repeat,
-        "seconds": [round(s, 6) for s in seconds],
-    }
-    rec.update(extra)
-    return rec
-
-
-def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Write ``text`` to a temporary file beside ``path``, flush it to disk, rename it into place.
-
-    ``torch_cnn.checkpoint.atomic_write`` for this process, which must not import torch
-    (importing any ``torch_cnn`` module does): the same exclusive create with the umask's
-    permissions (``mkstemp`` would make the file 0600) and the same fsync.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def round_up(images: int, batch_size: int) -> int:
-    """``images`` rounded up to whole batches: no partial batch, so no second compiled shape.
-
-    >>> round_up(1000, 32), round_up(50_000, 500)
-    (1024, 50000)
-    """
-    return -(-images // batch_size) * batch_size
-
-
-# ---------------------------------------------------------------------------------------------
-# Keras
-
-
-def _compile(
-    keras: Any, model: Any, name: str, jit_compile: bool | str, steps_per_execution: int = 1
-) -> None:
-    """Compile as the seeds do (see ``scripts/train_keras.py``), with ``jit_compile`` and
-    ``steps_per_execution``."""
-    optimizer = keras.optimizers.Adam(learning_rate=KERAS_ADAM_LEARNING_RATE)
-    if name == "model_cnn":  # seed 000: softmax output, one-hot labels
-        loss: Any = "categorical_crossentropy"
-    else:  # seed 001: logits
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    model.compile(
-        optimizer=optimizer,
-        loss=loss,
-        metrics=["accuracy"],
-        jit_compile=jit_compile,
-        steps_per_execution=steps_per_execution,
-    )
 
 
 class _Device:
@@ -267,10 +109,10 @@ class _Device:
         if self.backend == "tensorflow":
             import tensorflow as tf
 
-            return float(tf.config.experimental.get_memory_info("GPU:0")["peak"]) / _MB
+            return float(tf.config.experimental.get_memory_info("GPU:0")["peak"]) / MB
         import torch
 
-        return torch.cuda.max_memory_allocated() / _MB
+        return torch.cuda.max_memory_allocated() / MB
 
 
 class _EpochTimer:
@@ -304,18 +146,21 @@ def _measure(
     import numpy as np
 
     import keras_ref
+    from keras_ref import recipe
 
     images = round_up(args.images, batch_size)
     warm = min(args.warmup_steps * batch_size, images)
     rng = np.random.default_rng(args.seed)
     x = rng.random((images, *IMAGE_SHAPE_NHWC), dtype=np.float32)
     labels = rng.integers(0, NUM_CLASSES, images)
-    y = keras.utils.to_categorical(labels, NUM_CLASSES) if args.model == "model_cnn" else labels
+    y = recipe.targets(args.model, labels)
     keras.utils.set_random_seed(args.seed)
     model = keras_ref.build_model(args.model)
     jit_compile: bool | str = True if mode == "xla" else "auto"
     steps_per_execution = STEPS_PER_EXECUTION if mode == "multistep" else 1
-    _compile(keras, model, args.model, jit_compile, steps_per_execution)
+    recipe.compile_model(
+        model, args.model, jit_compile=jit_compile, steps_per_execution=steps_per_execution
+    )
 
     rss_before = rss_mb()
     first_and_warm = []
@@ -356,7 +201,7 @@ def _measure(
             "jit_compile": jit_compile,
             "steps_per_execution": steps_per_execution,
             "keras_backend": args.backend,
-            "optimizer": f"keras.optimizers.Adam({KERAS_ADAM_LEARNING_RATE})",
+            "optimizer": f"keras.optimizers.Adam({recipe.LEARNING_RATE})",
             "dtype": "float32",
         },
     )
@@ -428,31 +273,44 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="bench_keras.py", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.keras_side", description=__doc__.split("\n\n")[0]
+    )
     p.add_argument("--backend", choices=sorted(KERAS_MODES), required=True)
     p.add_argument("--model", default="model_cifar10")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument("--modes", type=lambda s: s.split(","), help="default: all for the backend")
-    p.add_argument("--train-batches", type=lambda s: [int(b) for b in s.split(",")], default=[32])
-    p.add_argument("--large-batch", type=int, default=256)
-    p.add_argument("--images", type=int, default=4096, help="images per repeat")
-    p.add_argument("--repeats", type=int, default=5)
-    p.add_argument("--warmup-steps", type=int, default=5)
+    p.add_argument(
+        "--train-batches",
+        type=lambda s: [int(b) for b in s.split(",")],
+        required=True,
+        help="comma-separated training batch sizes",
+    )
+    p.add_argument("--large-batch", type=int, help="inference batch (default: per device)")
+    p.add_argument("--images", type=int, help="images per repeat (default: per device)")
+    p.add_argument("--repeats", type=int, default=REPEATS)
+    p.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS)
     p.add_argument("--threads", type=int, help="intra-op (and TF inter-op) threads")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help=f"a few steps per path ({QUICK})")
     p.add_argument("--out", required=True, help="JSON file to write")
     args = p.parse_args(argv)
     args.modes = args.modes or list(KERAS_MODES[args.backend])
     unknown = set(args.modes) - set(KERAS_MODES[args.backend])
     if unknown:
         p.error(f"modes {sorted(unknown)} unknown for {args.backend}: {KERAS_MODES[args.backend]}")
+    # As the torch side's --quick: repeats and warm-up always, sizes only where not given.
+    quick = QUICK if args.quick else {}
+    args.large_batch = args.large_batch or quick.get("large_batch") or LARGE_BATCH[args.device]
+    args.images = args.images or quick.get("images") or IMAGES_PER_REPEAT[args.device]
+    args.repeats = quick.get("repeats", args.repeats)
+    args.warmup_steps = quick.get("warmup_steps", args.warmup_steps)
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    result: Mapping[str, Any] = run(args)
-    atomic_write_text(args.out, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    atomic_write_json(args.out, run(args))
     return 0
 
 
