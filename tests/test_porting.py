@@ -140,8 +140,51 @@ def test_late_error_leaves_model_unchanged() -> None:
 def test_config_mismatch(key: str, value: object, match: str) -> None:
     rec = record_of(torch_cnn.create_model("model_cnn"), "model_cnn")
     layers = list(rec.layers)
-    layers[1] = dataclasses.replace(layers[1], config={"padding": "same", key: value})
+    layers[1] = dataclasses.replace(layers[1], config={**CONV2_CONFIG, key: value})
     _expect_failure("model_cnn", dataclasses.replace(rec, layers=tuple(layers)), match)
+
+
+# model_cnn's second conv as Keras's config writes it (as a file would hold it, lists not tuples).
+CONV2_CONFIG = {"filters": 20, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same"}
+
+
+def test_the_full_config_fits() -> None:
+    rec = record_of(torch_cnn.create_model("model_cnn"), "model_cnn")
+    layers = list(rec.layers)
+    layers[1] = dataclasses.replace(layers[1], config=CONV2_CONFIG)
+    keras_to_torch(
+        dataclasses.replace(rec, layers=tuple(layers)), torch_cnn.create_model("model_cnn")
+    )
+
+
+@pytest.mark.parametrize(
+    ("omitted", "match"),
+    [
+        ("padding", r"padding='valid'.*padding='same'"),  # Keras's default, not the model's
+        ("strides", r"strides=\(1, 1\).*strides=\(2, 2\)"),
+        ("filters", "no 'filters' in its config"),
+    ],
+)
+def test_an_omitted_key_means_keras_default(omitted: str, match: str) -> None:
+    """A config that leaves a key out gets Keras's default for it, which must fit too: a
+    Conv2D without ``activation`` is linear in Keras, so it may not port into a ReLU conv."""
+    rec = record_of(torch_cnn.create_model("model_cnn"), "model_cnn")
+    layers = list(rec.layers)
+    config = {k: v for k, v in CONV2_CONFIG.items() if k != omitted}
+    layers[1] = dataclasses.replace(layers[1], config=config)
+    _expect_failure("model_cnn", dataclasses.replace(rec, layers=tuple(layers)), match)
+
+
+def test_a_conv_without_activation_is_not_a_relu_conv() -> None:
+    rec = record_of(torch_cnn.create_model("model_cifar10"), "model_cifar10")
+    layers = list(rec.layers)
+    conv = {"filters": 32, "kernel_size": [3, 3]}  # no activation: linear in Keras
+    layers[0] = dataclasses.replace(layers[0], config=conv)
+    _expect_failure(
+        "model_cifar10",
+        dataclasses.replace(rec, layers=tuple(layers)),
+        r"activation='linear'.*activation='relu'",
+    )
 
 
 def test_integer_weights_rejected() -> None:

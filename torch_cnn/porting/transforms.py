@@ -79,13 +79,48 @@ def _normalise(value: Any) -> Any:
     return value
 
 
+# What Keras assumes where a config omits a key (the layers' __init__ defaults; Keras 3).
+# ``None`` for data_format means image_data_format(), channels_last; for activation, linear;
+# for MaxPooling2D's strides, the pool size. Keys without a default must be present.
+KERAS_DEFAULTS: dict[str, dict[str, Any]] = {
+    "Conv2D": {
+        "strides": (1, 1), "padding": "valid", "dilation_rate": (1, 1), "groups": 1,
+        "activation": "linear", "use_bias": True, "data_format": "channels_last",
+    },
+    "MaxPooling2D": {"pool_size": (2, 2), "padding": "valid", "data_format": "channels_last"},
+    "Dense": {"activation": "linear", "use_bias": True},
+    "Flatten": {"data_format": "channels_last"},
+}  # fmt: skip
+REQUIRED_KEYS = {"Conv2D": ("filters", "kernel_size"), "Dense": ("units",)}
+
+
+def _config_value(layer: KerasLayer, key: str) -> Any:
+    """The config's value for ``key`` as Keras reads it: its default where absent or None."""
+    value = layer.config.get(key)
+    if value is None and key == "strides" and layer.class_name == "MaxPooling2D":
+        value = layer.config.get("pool_size", KERAS_DEFAULTS["MaxPooling2D"]["pool_size"])
+    if value is None:
+        value = KERAS_DEFAULTS.get(layer.class_name, {}).get(key)
+    value = _normalise(value)
+    if key in ("kernel_size", "strides", "pool_size", "dilation_rate") and isinstance(value, int):
+        value = (value, value)
+    return value
+
+
 def _check_config(where: str, layer: KerasLayer, info: LayerInfo, module: nn.Module) -> None:
+    """Every config entry the torch module implies, against the layer's config (Keras's default
+    where the config omits it). A record without any config (a weights-only file) is not
+    compared: its layers' kinds and shapes are."""
+    if not layer.config:
+        return
+    for key in REQUIRED_KEYS.get(layer.class_name, ()):
+        if layer.config.get(key) is None:
+            raise PortingError(
+                f"{where}: Keras layer {layer.name!r} ({layer.class_name}) has no {key!r} in its "
+                "config, which Keras requires"
+            )
     for key, want in _expected_config(info, module).items():
-        if key not in layer.config:
-            continue
-        got = _normalise(layer.config[key])
-        if key in ("kernel_size", "strides", "pool_size", "dilation_rate") and isinstance(got, int):
-            got = (got, got)
+        got = _config_value(layer, key)
         if got != want:
             raise PortingError(
                 f"{where}: Keras layer {layer.name!r} ({layer.class_name}) has {key}={got!r}; "
