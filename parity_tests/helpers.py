@@ -47,3 +47,34 @@ def random_images(n: int, seed: int, dtype: torch.dtype = torch.float32) -> torc
     """Seeded uniform [0, 1) images, NCHW, made on the CPU (so every device sees the same bits)."""
     g = torch.Generator().manual_seed(seed)
     return torch.rand(n, 3, 32, 32, generator=g, dtype=torch.float64).to(dtype)
+
+
+def keras_summary_rows(text: str) -> list[tuple[str, str, str, str]]:
+    """``(name, class, output shape, params)`` of each row of Keras's printed ``summary()``.
+
+    Keras draws a rich table; a long cell wraps onto the row's next lines, so the lines
+    between two rules are joined column by column first.
+    """
+    rows: list[tuple[str, str, str, str]] = []
+    cells: list[str] = []
+    body = False
+    for line in text.splitlines():
+        if line.startswith(("┡", "├", "└")):
+            body = True
+            if cells:
+                rows.append(_summary_row(cells))
+            cells = []
+            continue
+        if not (body and line.startswith("│")):
+            continue
+        parts = [c.strip() for c in line.strip().strip("│").split("│")]
+        cells = (
+            parts if not cells else [f"{a} {b}".strip() for a, b in zip(cells, parts, strict=False)]
+        )
+    return rows
+
+
+def _summary_row(cells: list[str]) -> tuple[str, str, str, str]:
+    label = cells[0]
+    name, _, cls = label.rpartition(" (")
+    return name.strip(), cls.rstrip(")"), cells[1], cells[2]

@@ -7,7 +7,8 @@ from types import ModuleType
 import pytest
 
 import torch_cnn
-from parity_tests.helpers import SEED_LAYERS, SEED_TOTALS
+from parity_tests.helpers import SEED_LAYERS, SEED_TOTALS, keras_summary_rows
+from torch_cnn.summary import summarize
 
 
 def torch_layers(name: str) -> list[tuple[str, tuple[int, ...], int]]:
@@ -59,31 +60,18 @@ def test_registry_covers_the_seeds() -> None:
 
 @pytest.mark.parametrize("name", sorted(SEED_LAYERS))
 def test_summary_rows_line_up_with_keras(keras_ref: ModuleType, name: str) -> None:
-    """Our summary's rows: Keras's rows (InputLayer aside), same shapes, counts and totals."""
+    """Our summary's rows are Keras's (a functional model's InputLayer included): names aside
+    (the torch modules have their own), the same classes, shapes, counts and totals."""
     lines: list[str] = []
     keras_ref.build_model(name).summary(print_fn=lambda s, **_: lines.append(s))
     keras_text = "\n".join(lines)
-    ours = torch_cnn.summary(torch_cnn.create_model(name))
-    keras_rows = [
-        (cls, shape, params)
-        for row in keras_text.splitlines()
-        if "(" in row and "│" in row and "InputLayer" not in row
-        for cls, shape, params in [_parse_keras_row(row)]
-    ]
-    our_rows = [_parse_our_row(row) for row in ours.splitlines() if "(None" in row]
+    keras_rows = [(cls, shape, params) for _, cls, shape, params in keras_summary_rows(keras_text)]
+    ours = summarize(torch_cnn.create_model(name))
+    our_rows = [(r.class_name, r.output_shape, f"{r.params:,}") for r in ours.rows]
     assert our_rows == keras_rows
-    assert len(our_rows) == len(SEED_LAYERS[name])
+    functional = keras_rows[0][0] == "InputLayer"
+    assert len(our_rows) == len(SEED_LAYERS[name]) + functional
+    assert functional == (name == "model_cnn")  # seed 000 is functional, seed 001 Sequential
     total = next(r for r in keras_text.splitlines() if "Total params" in r).strip()
     assert f"Total params: {SEED_TOTALS[name]:,}" in total
-    assert total in ours
-
-
-def _parse_keras_row(row: str) -> tuple[str, str, str]:
-    cells = [c.strip() for c in row.strip("│ ").split("│")]
-    return cells[0].split("(")[-1].rstrip(")"), cells[1], cells[2]
-
-
-def _parse_our_row(row: str) -> tuple[str, str, str]:
-    label, rest = row.split(")", 1)
-    shape, params = rest.strip().rsplit(" ", 1)
-    return label.split("(")[-1], shape.strip(), params
+    assert total in torch_cnn.summary(torch_cnn.create_model(name))

@@ -67,7 +67,7 @@ def test_failed_save_leaves_old_file(tmp_path: Path, monkeypatch: pytest.MonkeyP
     def boom(*args: object, **kwargs: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr("torch_cnn.weights.save_file", boom)
+    monkeypatch.setattr(Path, "write_bytes", boom)  # the write of the serialised bytes fails
     with pytest.raises(OSError, match="disk full"):
         torch_cnn.save(torch_cnn.create_model("model_cnn"), path)
     assert path.read_bytes() == before

@@ -1,28 +1,39 @@
-"""torch-side weight files (formerly ``torch_cnn.checkpoint``): ``save``/``load`` in safetensors, self-describing through metadata.
+"""torch-side weight files: ``save``/``load`` in safetensors, self-describing through metadata.
 
-A file records the registered model name, the package version and the dtype
-in its safetensors metadata, so ``load(path)`` needs nothing else. safetensors
-holds tensors only: loading never executes code from the file.
+A file records, in its safetensors metadata, what to build: a registered model's name
+(the seed models), or the Keras config of a converted model (``torch_cnn.from_keras``),
+plus the package version and the dtype. ``load(path)`` needs nothing else. safetensors
+holds tensors only and a Keras config is JSON read by torch_cnn's own parser, so loading
+never executes code from the file. Everything is checked before a model is returned: the
+tensors' names, shapes and dtypes against the model the metadata describes.
 """
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_bytes
 from torch import nn
 
 from torch_cnn._io import atomic_write
 from torch_cnn._version import __version__
 from torch_cnn.models.base import KerasStyleNet
+from torch_cnn.models.graph import KerasGraph
 from torch_cnn.registry import create_model, list_models
 
 FORMAT = "torch_cnn.weights"
 FORMAT_VERSION = "1"
+KERAS_GRAPH = "keras_graph"  # the "model" of a converted Keras model; its config is "keras_config"
+MAX_CONFIG_BYTES = 64 << 20  # a Keras config in the metadata; real ones are KBs
+# Tensors that are counters, not weights (torch's BatchNorm): the only non-float ones allowed.
+_INTEGER_STATE = ("num_batches_tracked",)
 
 
 class CheckpointError(ValueError):
@@ -30,20 +41,34 @@ class CheckpointError(ValueError):
 
 
 def save(model: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Write ``model``'s weights to a ``.safetensors`` file, atomically; returns the path."""
-    if not isinstance(model, KerasStyleNet):
+    """Write ``model``'s weights to a ``.safetensors`` file, atomically; returns the path.
+
+    ``model`` is a seed model (``create_model``) or a converted Keras model
+    (``from_keras``), whose Keras config is stored with it.
+    """
+    if isinstance(model, KerasStyleNet):
+        described = {"model": model.name, "input_shape": json.dumps(list(model.input_shape))}
+    elif isinstance(model, KerasGraph):
+        described = {
+            "model": KERAS_GRAPH,
+            "name": model.name,
+            "keras_config": json.dumps(model.keras_config),
+            "input_shape": json.dumps(list(model.input_spec.shape)),
+        }
+    else:
         raise TypeError(f"save needs a torch_cnn model; received {type(model).__name__}")
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    dtype = str(next(model.parameters()).dtype).replace("torch.", "")
+    param = next(model.parameters(), None)
+    dtype = str(param.dtype if param is not None else torch.float32).replace("torch.", "")
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
-        "model": model.name,
         "torch_cnn_version": __version__,
         "dtype": dtype,
-        "input_shape": json.dumps(list(model.input_shape)),
+        **described,
     }
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata=metadata))
+    data = save_bytes(tensors, metadata=metadata)  # in memory, then plain file I/O
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
     return Path(path)
 
 
@@ -67,37 +92,82 @@ def read_metadata(path: str | os.PathLike[str]) -> dict[str, str]:
     return dict(meta)
 
 
-def load(
-    path: str | os.PathLike[str], *, device: torch.device | str | None = None
-) -> KerasStyleNet:
-    """A model built from the name recorded in the file, with the file's weights."""
+def load(path: str | os.PathLike[str], *, device: torch.device | str | None = None) -> nn.Module:
+    """The model the file describes, with the file's weights, in eval mode.
+
+    A seed model is built from its registered name; a converted Keras model from the
+    Keras config stored with it (no code is executed). Names, shapes and dtypes of every
+    tensor are checked against that model before anything is loaded.
+    """
     meta = read_metadata(path)
-    name = meta["model"]
-    if name not in list_models():
-        raise CheckpointError(f"{path}: model {name!r} is not registered ({list_models()})")
     dtype = getattr(torch, meta.get("dtype", "float32"), None)
     if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
-        raise CheckpointError(f"{path}: unexpected dtype {meta.get('dtype')!r}")
+        raise CheckpointError(f"{path}: unexpected dtype {meta.get('dtype')!r} in its metadata")
+    state = _read_tensors(path)
+    template = _build(path, meta, "meta", dtype)
+    _check_tensors(path, state, template.state_dict(), dtype, meta["model"])
+    model = _build(path, meta, device, dtype)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+def _build(
+    path: str | os.PathLike[str], meta: Mapping[str, str], device: Any, dtype: torch.dtype
+) -> nn.Module:
+    name = meta["model"]
+    if name == KERAS_GRAPH:
+        from torch_cnn.convert.build import from_config  # above this module: only when needed
+
+        raw = meta.get("keras_config", "")
+        if len(raw) > MAX_CONFIG_BYTES:
+            raise CheckpointError(f"{path}: its Keras config is {len(raw)} bytes; refused")
+        try:
+            config = json.loads(raw)
+        except (ValueError, RecursionError) as exc:
+            raise CheckpointError(f"{path}: its Keras config is not readable JSON ({exc})") from exc
+        try:
+            return from_config(config, device=device, dtype=dtype, where=str(path))
+        except ValueError as exc:  # PortingError/ConversionError
+            raise CheckpointError(f"{path}: its Keras config cannot be built: {exc}") from exc
+    if name not in list_models():
+        raise CheckpointError(f"{path}: model {name!r} is not registered ({list_models()})")
+    return create_model(name, device=device, dtype=dtype)
+
+
+def _read_tensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
     try:
-        state = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as exc:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise CheckpointError(f"{path}: cannot read tensors ({exc})") from exc
-    model = create_model(name, device="meta", dtype=dtype)
-    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if expected != got:
-        missing = sorted(set(expected) - set(got))
-        extra = sorted(set(got) - set(expected))
+
+
+def _check_tensors(
+    path: str | os.PathLike[str],
+    got: Mapping[str, torch.Tensor],
+    want: Mapping[str, torch.Tensor],
+    dtype: torch.dtype,
+    name: str,
+) -> None:
+    """Names and shapes as the model has them; every weight in the metadata's dtype (a file
+    holding integer, bool or complex weights, or another float dtype, is refused, not cast)."""
+    shapes = {k: tuple(v.shape) for k, v in got.items()}
+    expected = {k: tuple(v.shape) for k, v in want.items()}
+    if shapes != expected:
+        missing = sorted(set(expected) - set(shapes))
+        extra = sorted(set(shapes) - set(expected))
         wrong = [
-            f"{k}: file {got[k]} vs model {expected[k]}"
-            for k in expected.keys() & got.keys()
-            if got[k] != expected[k]
+            f"{k}: file {shapes[k]} vs model {expected[k]}"
+            for k in expected.keys() & shapes.keys()
+            if shapes[k] != expected[k]
         ]
         raise CheckpointError(
             f"{path}: tensors do not fit {name!r}: missing {missing}, unexpected {extra}, "
             f"wrong shapes {wrong}"
         )
-    model = create_model(name, device=device, dtype=dtype)
-    model.load_state_dict(state, strict=True)
-    assert isinstance(model, KerasStyleNet)
-    return model
+    for key, t in got.items():
+        allowed = want[key].dtype if key.endswith(_INTEGER_STATE) else dtype
+        if t.dtype != allowed:
+            raise CheckpointError(
+                f"{path}: tensor {key!r} has dtype {t.dtype}; the file says the model is "
+                f"{dtype} ({key} expected {allowed})"
+            )

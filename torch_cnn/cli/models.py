@@ -104,11 +104,12 @@ def _cmd_port(args: argparse.Namespace) -> int:
         name = model.name
         torch_cnn.save(model, dst)
     elif src.endswith(TORCH_SUFFIXES) and dst.endswith(".weights.h5"):
-        model = torch_cnn.load(src)
-        if args.model and args.model != model.name:
-            raise torch_cnn.PortingError(f"{src} holds {model.name!r}, not {args.model!r}")
-        name = model.name
-        keras_writer.write_weights_h5(model, dst)
+        loaded = torch_cnn.load(src)
+        assert isinstance(loaded, KerasStyleNet)  # TODO(issue 13): converted models too
+        if args.model and args.model != loaded.name:
+            raise torch_cnn.PortingError(f"{src} holds {loaded.name!r}, not {args.model!r}")
+        name = loaded.name
+        keras_writer.write_weights_h5(loaded, dst)
     else:
         raise SystemExit(
             f"torch-cnn port: cannot port {src} to {dst}: give a Keras file "

@@ -27,6 +27,7 @@ import torch
 
 from torch_cnn import data, distributed
 from torch_cnn.env import describe_device, parse_device
+from torch_cnn.models import TorchCnnModel
 from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE
 from torch_cnn.registry import list_models
 from torch_cnn.train import (
@@ -158,6 +159,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     device = parse_device(args.device)
     if path.suffix == ".safetensors":
         model = torch_cnn.load(path, device=device)
+        assert isinstance(model, TorchCnnModel)
     else:
         model = model_from_checkpoint(path, device=device)
     root = data.resolve_data_dir(args.data_dir)

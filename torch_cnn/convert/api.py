@@ -69,7 +69,8 @@ def seed_record(graph: ModelGraph, tree: Mapping[str, Any], where: str) -> Keras
         prev = gc.output
     if prev != graph.output:
         return None
-    return KerasModelRecord(where, tuple(layers), tuple(d for d in graph.input_shape if d))  # type: ignore[arg-type]
+    shape = tuple(d for d in graph.input_shape if d is not None)
+    return KerasModelRecord(where, tuple(layers), shape)
 
 
 def _as_seed_model(

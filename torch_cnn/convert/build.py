@@ -136,7 +136,17 @@ def build_model(
     return KerasGraph(
         graph.name, TensorSpec(graph.input_shape), nodes, modules, activations,
         output=index[graph.output], keras_config=graph.config, check_inputs=top,
+        input_name=_input_name(graph),
     )  # fmt: skip
+
+
+def _input_name(graph: ModelGraph) -> str:
+    """The model's InputLayer name (a Sequential built without one has Keras's default)."""
+    for entry in graph.entries:
+        if entry.get("class_name") == "InputLayer":
+            cfg = entry.get("config") or {}
+            return str(cfg.get("name") or entry.get("name") or "input_layer")
+    return "input_layer"
 
 
 def _convert(

@@ -164,11 +164,13 @@ class KerasGraph(nn.Module):
         output: int | None = None,
         keras_config: Mapping[str, Any] | None = None,
         check_inputs: bool = True,
+        input_name: str = "input_layer",
     ) -> None:
         super().__init__()
         if len(activations) != len(nodes):
             raise ValueError(f"{len(nodes)} nodes but {len(activations)} activations")
         self.name = name
+        self.input_name = input_name  # the Keras InputLayer's name
         self.input_spec = input_spec
         self.nodes: tuple[GraphNode, ...] = tuple(nodes)
         self.keras_config = dict(keras_config or {})

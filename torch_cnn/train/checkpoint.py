@@ -17,7 +17,7 @@ import torch
 
 from torch_cnn import distributed as _dist
 from torch_cnn._io import atomic_write
-from torch_cnn.models.base import KerasStyleNet
+from torch_cnn.models import KerasStyleNet, TorchCnnModel
 from torch_cnn.registry import create_model
 from torch_cnn.train.results import History
 from torch_cnn.weights import CheckpointError
@@ -94,7 +94,7 @@ def cpu_state(state: Any) -> Any:
 
 
 def checkpoint_state(
-    model: KerasStyleNet,
+    model: TorchCnnModel,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     device: torch.device,
@@ -154,7 +154,7 @@ def restore(
     path: Path,
     ckpt: Mapping[str, Any],
     config: Mapping[str, Any],
-    model: KerasStyleNet,
+    model: TorchCnnModel,
     optimizer: torch.optim.Optimizer,
     generator: torch.Generator,
     history: History,

@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from torch_cnn import data
 from torch_cnn import distributed as _dist  # `distributed` is fit's and evaluate's parameter
 from torch_cnn.env import default_device
-from torch_cnn.models.base import KerasStyleNet
+from torch_cnn.models import KerasStyleNet, TorchCnnModel
 from torch_cnn.registry import create_model
 from torch_cnn.train.checkpoint import (
     CHECKPOINT_NAME,
@@ -191,7 +191,7 @@ def _shard(t: torch.Tensor, world: int, rank: int) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: KerasStyleNet,
+    model: TorchCnnModel,
     split: Data,
     *,
     batch_size: int = EVAL_BATCH_SIZE,
@@ -282,7 +282,7 @@ class _LogitsModule(torch.nn.Module):
     built on ``model.parameters()`` steps the all-reduced gradients and ``model`` ends trained.
     """
 
-    def __init__(self, model: KerasStyleNet) -> None:
+    def __init__(self, model: TorchCnnModel) -> None:
         super().__init__()
         self.model = model
 
@@ -291,7 +291,7 @@ class _LogitsModule(torch.nn.Module):
 
 
 def fit(
-    model: KerasStyleNet,
+    model: TorchCnnModel,
     train: Data,
     val: Data | None = None,
     *,
@@ -436,7 +436,7 @@ def fit(
 
 
 def _run_config(
-    model: KerasStyleNet,
+    model: TorchCnnModel,
     optimizer: torch.optim.Optimizer,
     augmenter: data.Augment | None,
     device: torch.device,
@@ -498,7 +498,7 @@ class _TrainStep:
 
     def __init__(
         self,
-        model: KerasStyleNet,
+        model: TorchCnnModel,
         optimizer: torch.optim.Optimizer,
         device: torch.device,
         bf16: bool,
