@@ -28,13 +28,11 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from torch_cnn import data
 from torch_cnn import distributed as _dist  # `distributed` is fit's and evaluate's parameter
@@ -48,15 +46,22 @@ from torch_cnn.train.checkpoint import (
     restore,
     save_checkpoint,
 )
+from torch_cnn.train.objective import Data, as_tensors, objective_for
 from torch_cnn.train.progress import Progress
 from torch_cnn.train.results import EvalResult, History
+from torch_cnn.train.step import (
+    BatchCallback,
+    TrainStep,
+    at_least_float32,
+    autocast,
+    memory_format,
+    shard,
+)
 
 KERAS_FIT_BATCH_SIZE = 32  # keras Model.fit's default batch_size
 EVAL_BATCH_SIZE = 256
 
-Data = data.Split | tuple[torch.Tensor, torch.Tensor]
 EpochCallback = Callable[[int, Mapping[str, float]], object]
-BatchCallback = Callable[[int, int], object]
 
 
 def optimizer_hparams(optimizer: torch.optim.Optimizer) -> list[dict[str, Any]]:
@@ -120,47 +125,6 @@ def _model_dtype(model: torch.nn.Module) -> torch.dtype:
     return param.dtype if param is not None else torch.float32
 
 
-def as_tensors(
-    split: Data, device: torch.device | str, dtype: torch.dtype = torch.float32
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(x, y)`` on ``device``: float images in [0, 1] of ``dtype`` (uint8 ones divided by 255), int64 labels.
-
-    uint8 images travel to the device as uint8 (4x less to copy) and are converted there.
-    """
-    if isinstance(split, data.Split):
-        x, y = split.images, split.labels
-    elif isinstance(split, tuple) and len(split) == 2:
-        x, y = split
-    else:
-        raise TypeError(
-            f"expected a data.Split or an (images, labels) tuple; received {type(split).__name__}"
-        )
-    if len(x) != len(y):
-        raise ValueError(f"images and labels differ in length: {len(x)} images, {len(y)} labels")
-    x = x.to(device)
-    x = data.to_float(x, dtype) if x.dtype == torch.uint8 else x.to(dtype)
-    return x, y.to(device=device, dtype=torch.int64)
-
-
-def _autocast(device: torch.device, bf16: bool) -> AbstractContextManager[object]:
-    if not bf16:
-        return nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-
-
-def _at_least_float32(logits: torch.Tensor) -> torch.Tensor:
-    """bf16/fp16 logits (autocast) up to float32 for the loss; float32 and float64 untouched.
-
-    A float64 model's loss must stay float64: ``.float()`` here would round it to float32
-    and move a float64 run off Keras's trajectory by ~1e-7 within one epoch.
-    """
-    return logits.float() if logits.dtype in (torch.bfloat16, torch.float16) else logits
-
-
-def _memory_format(channels_last: bool) -> torch.memory_format:
-    return torch.channels_last if channels_last else torch.contiguous_format
-
-
 def _use_process_group(requested: bool | None, what: str) -> bool:
     """Whether ``fit``/``evaluate`` work across the default process group.
 
@@ -175,14 +139,6 @@ def _use_process_group(requested: bool | None, what: str) -> bool:
             f"the script with torchrun and enter torch_cnn.distributed.process_group first."
         )
     return requested
-
-
-def _shard(t: torch.Tensor, world: int, rank: int) -> torch.Tensor:
-    """Rank ``rank``'s part of ``t`` split into ``world`` contiguous parts, sizes differing by at most 1.
-
-    The parts are disjoint and cover ``t`` once; with fewer rows than ranks some are empty.
-    """
-    return t.tensor_split(world)[rank]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -219,75 +175,59 @@ def evaluate(
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive; received batch_size={batch_size}")
-    param = next(model.parameters())
-    dev = torch.device(device) if device is not None else param.device
+    objective = objective_for(model)
+    dev = torch.device(device) if device is not None else _model_device(model)
     model.to(dev)
-    x, y = as_tensors(split, dev, param.dtype)
+    x, y = as_tensors(split, dev, _model_dtype(model), objective)
     n = len(y)
-    if n == 0:
-        raise ValueError("evaluate needs at least one image; received an empty split")
     across_ranks = _use_process_group(distributed, "evaluate")
     if across_ranks:
         world, rank = _dist.world_size(), _dist.rank()
-        x, y = _shard(x, world, rank), _shard(y, world, rank)
-    fmt = _memory_format(channels_last)
+        x, y = shard(x, world, rank), shard(y, world, rank)
+    fmt = memory_format(channels_last)
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
     preds = []
-    # A rank whose shard is empty (fewer images than ranks) still runs its empty batch: the
-    # (0, num_classes) logits give the confusion matrix its shape.
+    # A rank whose shard is empty (fewer images than ranks) still runs its empty batch.
     batches = data.iterate_batches(x, y, batch_size, shuffle=False) if len(y) else iter([(x, y)])
     try:
         for xb, yb in batches:
-            with _autocast(dev, bf16):
+            with autocast(dev, bf16):
                 logits = model.logits(xb.contiguous(memory_format=fmt))
-            logits = _at_least_float32(logits)
-            loss_sum += F.cross_entropy(logits, yb, reduction="sum").double()
-            preds.append(logits.argmax(dim=1))
+            logits = at_least_float32(logits)
+            loss_sum += objective.loss(logits, yb, reduction="sum").double()
+            preds.append(objective.predict(logits))
     finally:
         model.train(was_training)
-    num_classes = int(logits.shape[1])
-    pred = torch.cat(preds)
-    counts = torch.bincount(y * num_classes + pred, minlength=num_classes * num_classes)
+    k = objective.num_classes
+    counts = torch.bincount(y * k + torch.cat(preds), minlength=k * k)
     if across_ranks:
         _dist.all_reduce_sum(loss_sum)
         _dist.all_reduce_sum(counts)
-    confusion = counts.reshape(num_classes, num_classes).cpu()
+    confusion = counts.reshape(k, k).cpu()
     per_class = [
         float(confusion[i, i]) / float(row_sum)
         if (row_sum := int(confusion[i].sum()))
         else math.nan
-        for i in range(num_classes)
+        for i in range(k)
     ]
-    correct = int(confusion.diagonal().sum())
     return EvalResult(
         loss=float(loss_sum) / n,
-        accuracy=correct / n,
+        accuracy=int(confusion.diagonal().sum()) / n,
         per_class_accuracy=per_class,
         confusion=confusion.tolist(),
         num_samples=n,
     )
 
 
+def _model_device(model: torch.nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
 # ---------------------------------------------------------------------------------------------
 # Training
-
-
-class _LogitsModule(torch.nn.Module):
-    """``model.logits`` as a module's ``forward``: what ``DistributedDataParallel`` wraps.
-
-    DDP hooks ``forward`` only, and the training forward is ``logits`` (``model_cnn``'s
-    ``forward`` ends in a softmax). The parameters are ``model``'s own, so the optimizer
-    built on ``model.parameters()`` steps the all-reduced gradients and ``model`` ends trained.
-    """
-
-    def __init__(self, model: TorchCnnModel) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model.logits(x)
 
 
 def fit(
@@ -358,6 +298,7 @@ def fit(
       Callbacks run on every rank.
     """
     _check_fit_arguments(epochs, batch_size, resume, checkpoint_dir)
+    objective = objective_for(model)
     across_ranks = _use_process_group(distributed, "fit")
     world, rank = (_dist.world_size(), _dist.rank()) if across_ranks else (1, 0)
     dev = torch.device(device) if device is not None else default_device()
@@ -365,8 +306,8 @@ def fit(
     model.to(dev)
     if channels_last:
         model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # untyped
-    x, y = as_tensors(train, dev, dtype)
-    val_xy = as_tensors(val, dev, dtype) if val is not None else None
+    x, y = as_tensors(train, dev, dtype, objective)
+    val_xy = as_tensors(val, dev, dtype, objective) if val is not None else None
     augmenter = data.Augment() if augment is True else (augment or None)
     if optimizer is None:
         optimizer = default_optimizer(model.parameters())
@@ -375,55 +316,105 @@ def fit(
         model, optimizer, augmenter, dev, dtype, len(y), len(val_xy[1]) if val_xy else 0,
         epochs=epochs, batch_size=batch_size, seed=seed, world=world, across_ranks=across_ranks,
         channels_last=channels_last, bf16=bf16, compile=compile,
-    )  # fmt: skip
+    ) | {"loss": objective.describe()}  # fmt: skip
     history = History()
     history.config = config
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    start_epoch = 0
-    if resume and ckpt_path is not None:
-        ckpt = read_for_resume(ckpt_path, across_ranks)
-        if ckpt is not None:
-            start_epoch = restore(
-                ckpt_path, ckpt, config, model, optimizer, generator, history, dev
+    # Dropout and noise layers draw from torch's global RNG: here a stream of the run's own,
+    # seeded with ``seed`` (and restored on resume) inside fork_rng, so a CPU run repeats bit
+    # for bit and the caller's RNG state is left as it was.
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(seed)
+        start_epoch = 0
+        if resume and ckpt_path is not None:
+            ckpt = read_for_resume(ckpt_path, across_ranks)
+            if ckpt is not None:
+                start_epoch = restore(
+                    ckpt_path, ckpt, config, model, optimizer, generator, history, dev
+                )
+            elif progress and rank == 0:
+                print(f"no checkpoint at {ckpt_path}; starting from epoch 1", file=sys.stderr)
+        if start_epoch > epochs:
+            raise ValueError(
+                f"{ckpt_path} holds {start_epoch} epochs; epochs={epochs} asks for fewer, so there "
+                f"is nothing to train (pass epochs >= {start_epoch} to continue)"
             )
-        elif progress and rank == 0:
-            print(f"no checkpoint at {ckpt_path}; starting from epoch 1", file=sys.stderr)
+        step = TrainStep(
+            model, optimizer, dev, bf16, channels_last, compile, across_ranks, objective
+        )
+        _train_epochs(
+            step, model, (x, y), val_xy, history, range(start_epoch + 1, epochs + 1),
+            batch_size=batch_size * world, generator=generator, augmenter=augmenter,
+            ckpt_path=ckpt_path, progress=progress, on_epoch_end=on_epoch_end,
+            on_batch_end=on_batch_end, eval_batch_size=batch_size,
+        )  # fmt: skip
+    return history
 
-    step = _TrainStep(model, optimizer, dev, bf16, channels_last, compile, across_ranks)
-    global_batch = batch_size * world
-    report = Progress(progress and rank == 0, epochs, data.num_batches(len(y), global_batch))
+
+def _train_epochs(
+    step: TrainStep,
+    model: TorchCnnModel,
+    train: tuple[torch.Tensor, torch.Tensor],
+    val: tuple[torch.Tensor, torch.Tensor] | None,
+    history: History,
+    epochs: range,
+    *,
+    batch_size: int,
+    generator: torch.Generator,
+    augmenter: data.Augment | None,
+    ckpt_path: Path | None,
+    progress: bool,
+    on_epoch_end: EpochCallback | None,
+    on_batch_end: BatchCallback | None,
+    eval_batch_size: int,
+) -> None:
+    """The epochs of ``fit``: train, validate, record, checkpoint, report; stop on NaN."""
+    x, y = train
+    report = Progress(
+        progress and step.rank == 0, epochs.stop - 1, data.num_batches(len(y), batch_size)
+    )
     model.train()
     try:
-        for epoch in range(start_epoch + 1, epochs + 1):
+        for epoch in epochs:
             t0 = time.perf_counter()
             report.start(epoch)
-            batches = data.iterate_batches(
-                x, y, global_batch, generator=generator, augment=augmenter
-            )
+            batches = data.iterate_batches(x, y, batch_size, generator=generator, augment=augmenter)
             logs = step.epoch(batches, report, on_batch_end, epoch)
-            if val_xy is not None:
+            if val is not None and step.diverged is None:
                 result = evaluate(
-                    model, val_xy, batch_size=batch_size, bf16=bf16,
-                    channels_last=channels_last, distributed=across_ranks,
+                    model, val, batch_size=eval_batch_size, bf16=step.bf16,
+                    channels_last=step.fmt == torch.channels_last, distributed=step.across_ranks,
                 )  # fmt: skip
                 model.train()
                 logs |= {"val_loss": result.loss, "val_accuracy": result.accuracy}
             seconds = time.perf_counter() - t0
             history.append(logs, seconds)
+            if step.diverged is not None:  # the last good checkpoint stays; this epoch is not saved
+                e, i = step.diverged
+                history.stopped = (
+                    f"the loss became {logs['loss']} at epoch {e}, step {i}; training stopped "
+                    "(Keras's TerminateOnNaN)"
+                    + (f"; {ckpt_path} holds epoch {e - 1}" if ckpt_path and e > 1 else "")
+                )
+                report.close()
+                if progress and step.rank == 0:
+                    print(history.stopped, file=sys.stderr)
+                break
             if ckpt_path is not None:
-                if rank == 0:
+                if step.rank == 0:
                     state = checkpoint_state(
-                        model, optimizer, generator, dev, epoch, history, config
-                    )
+                        model, step.optimizer, generator, step.device, epoch, history,
+                        history.config,
+                    )  # fmt: skip
                     save_checkpoint(ckpt_path, state)
-                if across_ranks:
+                if step.across_ranks:
                     _dist.barrier()  # on_epoch_end sees the checkpoint written, on every rank
             report.end(epoch, logs, seconds)
             if on_epoch_end is not None:
                 on_epoch_end(epoch, logs)
     except KeyboardInterrupt:
         report.close()
-        if progress and rank == 0 and ckpt_path is not None:
+        if progress and step.rank == 0 and ckpt_path is not None:
             done = history.epochs
             print(
                 f"interrupted; {ckpt_path} holds epoch {done}" if done else "interrupted",
@@ -432,7 +423,6 @@ def fit(
         raise
     finally:
         report.close()
-    return history
 
 
 def _run_config(
@@ -486,96 +476,6 @@ def _check_fit_arguments(
         raise ValueError(f"batch_size must be positive; received batch_size={batch_size}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir to resume from")
-
-
-class _TrainStep:
-    """One optimizer step per batch, and an epoch's Keras-style loss and accuracy.
-
-    Holds what every step shares: the forward function (``model.logits``, wrapped in
-    ``DistributedDataParallel`` across ranks and compiled on request), the optimizer and
-    the numerics (device, autocast, memory format).
-    """
-
-    def __init__(
-        self,
-        model: TorchCnnModel,
-        optimizer: torch.optim.Optimizer,
-        device: torch.device,
-        bf16: bool,
-        channels_last: bool,
-        compile: bool,
-        across_ranks: bool,
-    ) -> None:
-        self.optimizer = optimizer
-        self.device = device
-        self.bf16 = bf16
-        self.fmt = _memory_format(channels_last)
-        self.across_ranks = across_ranks
-        self.world, self.rank = (_dist.world_size(), _dist.rank()) if across_ranks else (1, 0)
-        logits_fn: Callable[[torch.Tensor], torch.Tensor] = model.logits
-        if across_ranks:
-            # Built after any restore: DDP broadcasts rank 0's weights to the other ranks.
-            logits_fn = torch.nn.parallel.DistributedDataParallel(
-                _LogitsModule(model), device_ids=[device] if device.type == "cuda" else None
-            )
-        self.logits_fn = torch.compile(logits_fn) if compile else logits_fn
-
-    def __call__(
-        self, xb: torch.Tensor, yb: torch.Tensor, m: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step on this rank's part of a global batch of ``m`` images; returns the
-        batch's summed loss (float64) and its logits."""
-        self.optimizer.zero_grad(set_to_none=True)
-        with _autocast(self.device, self.bf16):
-            logits = self.logits_fn(xb.contiguous(memory_format=self.fmt))
-        if self.across_ranks:
-            # Summed over this rank's images and scaled by world/m: DDP averages over the
-            # ranks, so the gradient is that of the mean loss over the global batch,
-            # whatever this rank's share of it (a last partial batch may leave it none).
-            rank_sum = F.cross_entropy(_at_least_float32(logits), yb, reduction="sum")
-            (rank_sum * (self.world / m)).backward()  # type: ignore[no-untyped-call]
-            loss_sum = rank_sum.detach().double()
-        else:
-            loss = F.cross_entropy(_at_least_float32(logits), yb)  # batch mean, as Keras
-            loss.backward()  # type: ignore[no-untyped-call]
-            loss_sum = loss.detach().double() * m
-        self.optimizer.step()
-        return loss_sum, logits
-
-    def epoch(
-        self,
-        batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
-        report: Progress,
-        on_batch_end: BatchCallback | None,
-        epoch: int,
-    ) -> dict[str, float]:
-        """Train on every batch; the epoch's ``loss`` and ``accuracy`` as Keras reports them."""
-        loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
-        correct = torch.zeros((), dtype=torch.int64, device=self.device)
-        seen = 0
-        refresh = max(1, report.steps // 50)  # running values for the bar: ~50 syncs per epoch
-        # Every rank gathers (and augments) the whole global batch, so the generator draws
-        # what a single process would, then keeps its own part (a view).
-        for i, (xb, yb) in enumerate(batches):
-            m = len(yb)
-            if self.across_ranks:
-                xb, yb = _shard(xb, self.world, self.rank), _shard(yb, self.world, self.rank)
-            batch_loss, logits = self(xb, yb, m)
-            loss_sum += batch_loss
-            seen += len(yb)
-            correct += (logits.detach().argmax(dim=1) == yb).sum()
-            show = report.tty and (i % refresh == 0 or i == report.steps - 1)
-            report.update(  # across ranks: rank 0's part of the epoch so far
-                float(loss_sum) / max(seen, 1) if show else None,
-                int(correct) / max(seen, 1) if show else None,
-            )
-            if on_batch_end is not None:
-                on_batch_end(epoch, i)
-        if not self.across_ranks:
-            return {"loss": float(loss_sum) / seen, "accuracy": int(correct) / seen}
-        totals = torch.stack([loss_sum, correct.double(), loss_sum.new_tensor(seen)])
-        _dist.all_reduce_sum(totals)  # counts below 2**53 stay exact in float64
-        return {"loss": float(totals[0] / totals[2]), "accuracy": float(totals[1] / totals[2])}
 
 
 __all__ = [

@@ -20,6 +20,7 @@ class History(dict[str, list[float]]):
         super().__init__({k: [float(v) for v in vs] for k, vs in (values or {}).items()})
         self.seconds = [float(s) for s in seconds]
         self.config: dict[str, Any] = {}  # the run's settings, as fit recorded them
+        self.stopped: str | None = None  # why training stopped early (a NaN loss), if it did
 
     @property
     def epochs(self) -> int:
