@@ -177,19 +177,22 @@ def test_frozen_batchnorm_uses_moving_statistics_in_training(keras: ModuleType) 
     assert all(torch.equal(a, b) for a, b in zip(before, after, strict=True))
 
 
-@pytest.mark.parametrize(
-    "variant", ["unbiased-variance", "torch-momentum"], ids=lambda v: f"wrong-{v}"
-)
-def test_wrong_training_statistics_are_caught(keras: ModuleType, variant: str) -> None:
-    """torch's own BatchNorm2d: unbiased moving variance, or Keras's momentum read torch's way."""
+@pytest.mark.parametrize("variant", ["unbiased-variance", "torch-momentum", "torch-eps"])
+def test_wrong_training_batchnorm_is_caught(keras: ModuleType, variant: str) -> None:
+    """torch's own BatchNorm2d: unbiased moving variance, Keras's momentum read torch's way,
+    torch's epsilon: each fails the training check against Keras."""
     shape = (5, 6, 4)
     layer = _bn(keras, shape, "float64", 11, momentum=0.9)
     converted, _, _ = convert_layer(keras, layer, [_x((2, *shape), "float64", 8)])
-    momentum = 0.1 if variant == "unbiased-variance" else 0.9  # torch's is 1 - Keras's
-    wrong = nn.BatchNorm2d(4, eps=1e-3, momentum=momentum, dtype=torch.float64)
+    momentum = 0.9 if variant == "torch-momentum" else 0.1  # torch's is 1 - Keras's
+    eps = 1e-5 if variant == "torch-eps" else 1e-3
+    wrong = nn.BatchNorm2d(4, eps=eps, momentum=momentum, dtype=torch.float64)
     wrong.load_state_dict(converted.module.state_dict())
-    _, stat_delta = _train_against_keras(keras, layer, wrong, shape, "float64")
-    assert stat_delta > 1e-4, f"{variant}: moving statistics max|Δ| = {stat_delta:.3g}"
+    out_delta, stat_delta = _train_against_keras(keras, layer, wrong, shape, "float64")
+    caught = out_delta if variant == "torch-eps" else stat_delta
+    assert caught > 1e-5, f"{variant}: outputs {out_delta:.3g}, statistics {stat_delta:.3g}"
+    if variant == "unbiased-variance":  # the batch is normalized right; only the update is off
+        assert out_delta <= 1e-12
 
 
 def test_batchnorm_gradients_match_keras(keras: ModuleType) -> None:
