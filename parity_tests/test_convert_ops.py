@@ -136,8 +136,7 @@ def test_op_nodes_match_keras(keras: ModuleType, dtype: str) -> None:
     model, tensors = _op_graph(keras, dtype)
     x = np.random.default_rng(1).normal(0.0, 2.0, (3, 4, 5, 3)).astype(dtype)
     values = {model.inputs[0]._keras_history.operation.name: x} | {
-        t._keras_history.operation.name: np.array(v)
-        for t, v in zip(tensors, model(x), strict=True)
+        t._keras_history.operation.name: np.array(v) for t, v in zip(tensors, model(x), strict=True)
     }
     calls = _calls(keras, model)
     assert len(calls) == len(tensors)
