@@ -7,8 +7,9 @@ Where torch's native function computes the same formula it is used as is; where
 TensorFlow computes something else it is transcribed (keras/src/activations/
 activations.py, keras/src/backend/tensorflow/nn.py and the TF ops they call):
 
-* ``hard_sigmoid`` is Keras 3's ``relu6(x + 3) / 6`` (Keras 2 had
-  ``clip(0.2 x + 0.5, 0, 1)``); ``hard_silu`` is ``x * hard_sigmoid(x)``.
+* ``hard_sigmoid`` is Keras 3's ``relu6(x + 3) / 6`` (Keras 2, tf_keras, computes
+  ``clip(0.2 x + 0.5, 0, 1)``: a tf_keras model using it differs); ``hard_silu`` is
+  ``x * hard_sigmoid(x)``.
 * ``leaky_relu``: TF's ``LeakyRelu`` op takes ``alpha`` as a float32 attribute,
   so Keras computes with ``float32(negative_slope)`` even in float64. The
   activation function defaults to 0.2; the ``LeakyReLU`` layer to 0.3; torch to 0.01.
@@ -41,6 +42,8 @@ from torch import Tensor, nn
 from torch_cnn.models.graph import TensorSpec
 
 __all__ = [
+    "KERAS_LEAKY_RELU_FN_SLOPE",
+    "KERAS_LEAKY_RELU_LAYER_SLOPE",
     "ActivationFn",
     "KerasActivation",
     "KerasReLU",
@@ -59,6 +62,7 @@ __all__ = [
     "keras_relu",
     "leaky_relu",
     "relu_function",
+    "softmax_function",
     "softplus",
 ]
 
