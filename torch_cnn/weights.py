@@ -53,6 +53,7 @@ def save(model: nn.Module, path: str | os.PathLike[str]) -> Path:
             "model": KERAS_GRAPH,
             "name": model.name,
             "keras_config": json.dumps(model.keras_config),
+            "keras_version": model.keras_version or "",
             "input_shape": json.dumps(list(model.input_spec.shape)),
         }
     else:
@@ -126,7 +127,10 @@ def _build(
         except (ValueError, RecursionError) as exc:
             raise CheckpointError(f"{path}: its Keras config is not readable JSON ({exc})") from exc
         try:
-            return from_config(config, device=device, dtype=dtype, where=str(path))
+            return from_config(
+                config, device=device, dtype=dtype, where=str(path),
+                keras_version=meta.get("keras_version") or None,
+            )  # fmt: skip
         except ValueError as exc:  # PortingError/ConversionError
             raise CheckpointError(f"{path}: its Keras config cannot be built: {exc}") from exc
     if name not in list_models():

@@ -25,6 +25,9 @@ from torch_cnn.convert.registry import (
 from torch_cnn.layers.activations import get_activation
 from torch_cnn.models.graph import GraphNode, KerasGraph, TensorSpec, sanitize_name
 
+# Activation names a Keras 2 (tf.keras) file uses for another function than Keras 3's.
+KERAS2_ACTIVATIONS = {"hard_sigmoid": "hard_sigmoid_keras2"}
+
 
 def check_supported(graph: ModelGraph, where: str) -> None:
     """Every call's class has a converter (nested models included), or one error naming all."""
@@ -85,6 +88,7 @@ def build_model(
     dtype: torch.dtype | None = None,
     where: str = "",
     top: bool = True,
+    keras_version: str | None = None,
 ) -> KerasGraph:
     """The ``KerasGraph`` of ``graph``; its parameters are freshly initialised (torch's
     defaults): load Keras weights into it with ``torch_cnn.load_keras_weights``."""
@@ -105,16 +109,18 @@ def build_model(
         if first_use:
             attrs[call.name] = sanitize_name(call.name, taken)
         attr = attrs[call.name]
-        ctx = BuildContext(device, dtype, orders.get(call.name, "keras"), where)  # type: ignore[arg-type]
-        converted = _convert(gc, in_specs, ctx, modules.get(attr), where)
+        order = orders.get(call.name, "keras")
+        ctx = BuildContext(device, dtype, order, where, keras_version)  # type: ignore[arg-type]
+        converted = _convert(gc, in_specs, ctx, modules.get(attr))
         if first_use:
             modules[attr] = converted.module
         trainable = bool(call.config.get("trainable", True))
         if not trainable:
             converted.module.requires_grad_(False)
-        act_spec = converted.output
+        if ctx.keras2 and converted.activation in KERAS2_ACTIVATIONS:
+            converted.activation = KERAS2_ACTIVATIONS[converted.activation]
         try:
-            act = get_activation(converted.activation, act_spec)
+            act = get_activation(converted.activation, converted.output)
         except ValueError as exc:
             raise ConversionError(f"{where}: Keras layer {call.label}: {exc}") from exc
         nodes.append(
@@ -136,7 +142,7 @@ def build_model(
     return KerasGraph(
         graph.name, TensorSpec(graph.input_shape), nodes, modules, activations,
         output=index[graph.output], keras_config=graph.config, check_inputs=top,
-        input_name=_input_name(graph),
+        input_name=_input_name(graph), keras_version=keras_version,
     )  # fmt: skip
 
 
@@ -150,17 +156,15 @@ def _input_name(graph: ModelGraph) -> str:
 
 
 def _convert(
-    gc: GraphCall,
-    in_specs: list[TensorSpec],
-    ctx: BuildContext,
-    existing: nn.Module | None,
-    where: str,
+    gc: GraphCall, in_specs: list[TensorSpec], ctx: BuildContext, existing: nn.Module | None
 ) -> Converted:
     call = gc.call
+    where = ctx.where
     if gc.is_model:
         inner = build_model(
-            parse_model(gc.entry, where), device=ctx.device, dtype=ctx.dtype, where=where, top=False
-        )
+            parse_model(gc.entry, where), device=ctx.device, dtype=ctx.dtype, where=where,
+            top=False, keras_version=ctx.keras_version,
+        )  # fmt: skip
         want = inner.input_spec
         if len(in_specs) != 1 or not _fits(in_specs[0], want):
             got = ", ".join(s.keras_str() for s in in_specs)
@@ -197,7 +201,10 @@ def from_config(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     where: str = "Keras config",
+    keras_version: str | None = None,
 ) -> KerasGraph:
     """A ``KerasGraph`` built from a model config (``model.get_config()`` wrapped as Keras
-    serialises it: ``{"class_name": "Functional", "config": {...}}``), weights uninitialised."""
-    return build_model(parse_model(config, where), device=device, dtype=dtype, where=where)
+    serialises it: ``{"class_name": "Functional", "config": {...}}``); its weights are torch's
+    fresh initialisation until Keras weights are loaded into it."""
+    graph = parse_model(config, where)
+    return build_model(graph, device=device, dtype=dtype, where=where, keras_version=keras_version)

@@ -101,6 +101,12 @@ class BuildContext:
     dtype: torch.dtype | None = None
     flatten_order: Literal["keras", "torch"] = "keras"
     where: str = ""  # the source, for messages
+    keras_version: str | None = None  # of the Keras that wrote the file, when it says
+
+    @property
+    def keras2(self) -> bool:
+        """Written by Keras 2 (tf.keras / tf_keras), whose arithmetic differs in places."""
+        return bool(self.keras_version) and str(self.keras_version).split(".")[0] == "2"
 
     @property
     def factory(self) -> dict[str, Any]:

@@ -103,6 +103,15 @@ def hard_sigmoid(x: Tensor) -> Tensor:
     return F.relu6(x + 3.0) / 6.0
 
 
+def hard_sigmoid_keras2(x: Tensor) -> Tensor:
+    """Keras 2's (tf_keras) ``hard_sigmoid``: ``clip(0.2 x + 0.5, 0, 1)``.
+
+    >>> hard_sigmoid_keras2(torch.tensor([-4.0, 0.0, 1.5, 4.0]))
+    tensor([0.0000, 0.5000, 0.8000, 1.0000])
+    """
+    return torch.clamp(x * 0.2 + 0.5, 0.0, 1.0)
+
+
 def hard_silu(x: Tensor) -> Tensor:
     """Keras's ``hard_silu``/``hard_swish``: ``x * hard_sigmoid(x)`` (torch's hardswish rounds differently)."""
     return x * hard_sigmoid(x)
@@ -265,6 +274,7 @@ _FACTORIES: dict[str, _Factory] = {
     ),
     "sigmoid": _fixed(torch.sigmoid),
     "hard_sigmoid": _fixed(hard_sigmoid),
+    "hard_sigmoid_keras2": _fixed(hard_sigmoid_keras2),  # what a Keras 2 file's name means
     "hard_silu": _fixed(hard_silu),
     "silu": _fixed(F.silu),
     "tanh": _fixed(torch.tanh),

@@ -74,6 +74,9 @@ class _KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
     trainable: bool
     synchronized: bool
     channel_dim: int  # the torch dim holding the channels: 1, or -1 for (N, ..., C)
+    # Keras 2 (tf_keras) updates a 4-D input's moving variance with the *unbiased* batch
+    # variance (its fused kernel's Bessel correction); Keras 3 with the biased one.
+    bessel_moving_variance: bool = False
 
     def _moments(self, x: Tensor) -> tuple[Tensor, Tensor]:
         dims = [d for d in range(x.dim()) if d != self.channel_dim % x.dim()]
@@ -111,8 +114,12 @@ class _KerasBatchNorm(nn.modules.batchnorm._BatchNorm):
         mean, var = self._moments(x)
         with torch.no_grad():
             m = self.keras_momentum
+            moving_var = var
+            if self.bessel_moving_variance:
+                n = x.numel() // x.shape[self.channel_dim]
+                moving_var = var * (n / max(n - 1, 1))
             self.running_mean.copy_(self.running_mean * m + mean * (1.0 - m))
-            self.running_var.copy_(self.running_var * m + var * (1.0 - m))
+            self.running_var.copy_(self.running_var * m + moving_var * (1.0 - m))
             if self.num_batches_tracked is not None:
                 self.num_batches_tracked.add_(1)
         return self._normalize(x, *self._inv_shift(mean, var))

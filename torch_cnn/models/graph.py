@@ -101,6 +101,7 @@ class WeightMap:
     shape: tuple[int, ...]
     to_torch: Callable[[np.ndarray], np.ndarray] = _same
     to_keras: Callable[[np.ndarray], np.ndarray] = _same
+    kinds: str = "f"  # the NumPy dtype kinds a source may hold it in (a counter: "iuf")
 
 
 @dataclass(frozen=True)
@@ -165,12 +166,14 @@ class KerasGraph(nn.Module):
         keras_config: Mapping[str, Any] | None = None,
         check_inputs: bool = True,
         input_name: str = "input_layer",
+        keras_version: str | None = None,
     ) -> None:
         super().__init__()
         if len(activations) != len(nodes):
             raise ValueError(f"{len(nodes)} nodes but {len(activations)} activations")
         self.name = name
         self.input_name = input_name  # the Keras InputLayer's name
+        self.keras_version = keras_version  # of the Keras that wrote the source, when known
         self.input_spec = input_spec
         self.nodes: tuple[GraphNode, ...] = tuple(nodes)
         self.keras_config = dict(keras_config or {})
@@ -297,10 +300,10 @@ def check_keras_arrays(
         )
     for m, a in zip(maps, arrays, strict=True):
         a = np.asarray(a)
-        if a.dtype.kind != "f":
+        if a.dtype.kind not in m.kinds:
+            want = "a floating-point dtype (float16/32/64)" if m.kinds == "f" else "a number"
             raise ValueError(
-                f"{where}: Keras layer {layer} {m.keras_name} has dtype {a.dtype}; "
-                "expected a floating-point dtype (float16/32/64)"
+                f"{where}: Keras layer {layer} {m.keras_name} has dtype {a.dtype}; expected {want}"
             )
         if tuple(a.shape) != tuple(m.shape):
             raise ValueError(
@@ -315,7 +318,7 @@ def keras_arrays_to_state(
     """A layer's Keras arrays as ``{torch_name: tensor}`` (CPU, source dtype), checked first."""
     check_keras_arrays(where, layer, maps, arrays)
     return {
-        m.torch_name: torch.from_numpy(np.ascontiguousarray(m.to_torch(np.asarray(a))))
+        m.torch_name: torch.from_numpy(np.array(m.to_torch(np.asarray(a)), order="C"))
         for m, a in zip(maps, arrays, strict=True)
     }
 

@@ -83,7 +83,7 @@ def state_from_tree(
         module = model.get_submodule(owner.attr)
         own = dict(module.named_parameters()) | dict(module.named_buffers())
         for wm, array in zip(owner.weights, value, strict=True):
-            t = torch.from_numpy(np.ascontiguousarray(wm.to_torch(native(array))))
+            t = torch.from_numpy(np.array(wm.to_torch(native(array)), order="C"))
             target = own.get(wm.torch_name)
             if target is None or tuple(target.shape) != tuple(t.shape):
                 got = None if target is None else tuple(target.shape)
@@ -120,9 +120,7 @@ def load_tree(model: KerasGraph, tree: Mapping[str, Any], where: str) -> KerasGr
     if missing:
         raise PortingError(f"{where}: no Keras weights map to torch parameters {missing}")
     current = model.state_dict()
-    for key, t in state.items():
-        if not t.is_floating_point():
-            raise PortingError(f"{where}: {key} has dtype {t.dtype}; expected floating point")
+    for key in state:
         if current[key].device.type == "meta":
             raise PortingError(
                 f"{where}: model {model.name!r} is on the meta device (no storage); create it "

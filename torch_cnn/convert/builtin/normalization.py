@@ -77,6 +77,7 @@ def batch_normalization(
     }
     if spec.is_map:
         module: BatchNorm1d | BatchNorm2d = BatchNorm2d(channels, **options)
+        module.bessel_moving_variance = ctx.keras2  # tf_keras's fused kernel on 4-D inputs
     else:
         module = BatchNorm1d(channels, channel_dim=1 if rank == 1 else -1, **options)
     shape = (channels,)
@@ -134,7 +135,7 @@ def normalization(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildConte
         weights = (
             WeightMap("mean", "mean", var_shape, to_torch, to_keras),
             WeightMap("variance", "variance", var_shape, to_torch, to_keras),
-            WeightMap("count", "count", ()),
+            WeightMap("count", "count", (), kinds="iuf"),
         )
         return Converted(module, spec, weights=weights)
     module = Normalization(torch_shape, variables=False, **ctx.factory)
