@@ -81,7 +81,7 @@ def seeded_models(k: ModuleType, name: str) -> tuple[Any, Any]:
     m32 = zoo.ZOO[name].builder(k, "float32")
     weights = zoo.seed_weights(m32, SEED)
     m64 = zoo.ZOO[name].builder(k, "float64")
-    m64.set_weights([w.astype(np.float64) if w.dtype == np.float32 else w for w in weights])
+    zoo.set_weights(m64, [w.astype(np.float64) if w.dtype == np.float32 else w for w in weights])
     return m32, m64
 
 
