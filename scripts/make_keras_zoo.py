@@ -161,12 +161,23 @@ def _named_operations(k: ModuleType, model: Any, prefix: str = "") -> list[tuple
 
 
 def summary_text(model: Any) -> str:
+    """``model.summary`` as text, SUMMARY_LINE_LENGTH wide wherever it runs: Keras 3 renders
+    with rich, whose console takes its width from COLUMNS or the terminal (80 when piped) and
+    crops the table to it, so COLUMNS is set for the call."""
     lines: list[str] = []
-    model.summary(
-        line_length=SUMMARY_LINE_LENGTH,
-        expand_nested=True,
-        print_fn=lambda line, **_: lines.append(line),
-    )
+    columns = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(SUMMARY_LINE_LENGTH)
+    try:
+        model.summary(
+            line_length=SUMMARY_LINE_LENGTH,
+            expand_nested=True,
+            print_fn=lambda line, **_: lines.append(line),
+        )
+    finally:
+        if columns is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = columns
     return "\n".join(line.rstrip("\n") for line in lines) + "\n"
 
 
