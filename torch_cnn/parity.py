@@ -1,7 +1,9 @@
 """Layer-by-layer comparison of a torch_cnn model with the Keras model it was ported from.
 
-Keras is duck-typed here (its layers are called eagerly), so this module
-imports neither TensorFlow nor Keras; the caller brings the Keras model.
+Keras is duck-typed here, so this module imports neither TensorFlow nor Keras; the
+caller brings the Keras model. Seed models are compared layer by layer with their
+chain; converted models (``KerasGraph``) node by node with the outputs of the Keras
+layers of the same names (read through a Keras model that returns them all).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 import torch
 
 from torch_cnn.models.base import KerasStyleNet
+from torch_cnn.models.graph import KerasGraph, TensorSpec
 
 # Parity bars: max |Δ| on every layer's output.
 FLOAT32_ATOL = 1e-5
@@ -85,6 +88,23 @@ def to_keras_layout(out: torch.Tensor, flattened_from: tuple[int, ...] | None) -
     return a
 
 
+def keras_layout(out: torch.Tensor, spec: TensorSpec) -> np.ndarray:
+    """A converted model's tensor in Keras's layout: maps NHWC, a torch-order Flatten in
+    Keras's (H, W, C) order."""
+    return to_keras_layout(out, spec.chw if not spec.is_map else None)
+
+
+def graph_layer_outputs(model: KerasGraph, x: torch.Tensor) -> dict[str, np.ndarray]:
+    """Every node's output of a converted model for NCHW ``x``, in Keras's layout, by name."""
+    with torch.no_grad():
+        outs = model.layer_outputs(x)
+    return {
+        node.name: keras_layout(outs[node.name], node.output)
+        for node in model.nodes
+        if node.name in outs
+    }
+
+
 def torch_layer_outputs(model: KerasStyleNet, x: torch.Tensor) -> list[np.ndarray]:
     """Every layer's output of ``model`` for NCHW ``x``, in Keras's layout."""
     with torch.no_grad():
@@ -126,40 +146,102 @@ def compare_outputs(
                 f"Keras layer {name} output {k.shape} does not match torch module "
                 f"{info.module!r} output {t.shape} (Keras layout)"
             )
-        delta = np.abs(t.astype(np.float64) - k.astype(np.float64))
-        max_abs = float(delta.max(initial=0.0))
-        scale = float(np.abs(k).max(initial=0.0))
-        diffs.append(
-            LayerDiff(
-                keras_layer=name,
-                torch_module=info.module,
-                shape=tuple(k.shape),
-                params=sum(p.numel() for p in module.parameters()),
-                max_abs=max_abs,
-                max_rel=max_abs / scale if scale > 0 else max_abs,
-                ok=bool(np.isfinite(max_abs) and max_abs <= atol),
-            )
-        )
+        params = sum(p.numel() for p in module.parameters())
+        diffs.append(_diff(name, info.module, t, k, params, atol))
     agree = float(np.mean(torch_outs[-1].argmax(-1) == keras_outs[-1].argmax(-1)))
     return ParityReport(model.name, dtype, len(torch_outs[-1]), atol, tuple(diffs), agree)
 
 
 def compare_with_keras(
-    model: KerasStyleNet, keras_model: Any, x: torch.Tensor, *, atol: float | None = None
+    model: KerasStyleNet | KerasGraph,
+    keras_model: Any,
+    x: torch.Tensor,
+    *,
+    atol: float | None = None,
 ) -> ParityReport:
     """Run NCHW images ``x`` through both models and compare every layer's output.
 
     ``x`` must already have the torch model's dtype and device; Keras gets the
     same values as NHWC NumPy.
     """
+    atol = default_atol(x.dtype) if atol is None else atol
+    dtype = str(x.dtype).replace("torch.", "")
+    x_nhwc = x.detach().cpu().permute(0, 2, 3, 1).numpy() if x.dim() == 4 else x.cpu().numpy()
+    if isinstance(model, KerasGraph):
+        return _compare_graph(model, keras_model, x, x_nhwc, atol, dtype)
     names = [
         f"{layer.name} ({type(layer).__name__})"
         for layer in keras_model.layers
         if type(layer).__name__ != "InputLayer"
     ]
-    keras_outs = keras_layer_outputs(keras_model, x.detach().cpu().permute(0, 2, 3, 1).numpy())
+    keras_outs = keras_layer_outputs(keras_model, x_nhwc)
     torch_outs = torch_layer_outputs(model, x)
-    return compare_outputs(
-        model, names, torch_outs, keras_outs,
-        atol=default_atol(x.dtype) if atol is None else atol, dtype=str(x.dtype).replace("torch.", ""),
-    )  # fmt: skip
+    return compare_outputs(model, names, torch_outs, keras_outs, atol=atol, dtype=dtype)
+
+
+def keras_named_outputs(keras_model: Any, x_nhwc: np.ndarray) -> dict[str, np.ndarray]:
+    """The output of every top-level Keras layer (and op) by name, from one call of a model
+    that returns them all (a functional model's graph, or a Sequential's layers in turn)."""
+    import keras  # a live Keras model means Keras is importable
+
+    layers = [op for op in getattr(keras_model, "_operations", keras_model.layers)]
+    layers = [op for op in layers if type(op).__name__ != "InputLayer"]
+    if type(keras_model).__name__ == "Sequential":
+        outs, h = {}, x_nhwc
+        for layer in layers:
+            h = layer(h)
+            outs[layer.name] = np.asarray(h)
+        return outs
+    probe = keras.Model(keras_model.inputs, [op.output for op in layers])
+    values = probe(x_nhwc, training=False)
+    return {op.name: np.asarray(v) for op, v in zip(layers, values, strict=True)}
+
+
+def _compare_graph(
+    model: KerasGraph, keras_model: Any, x: torch.Tensor, x_nhwc: np.ndarray, atol: float,
+    dtype: str,
+) -> ParityReport:  # fmt: skip
+    keras_outs = keras_named_outputs(keras_model, x_nhwc)
+    torch_outs = graph_layer_outputs(model, x)
+    diffs = []
+    seen: set[str] = set()
+    for node in model.nodes:
+        if node.name in seen or node.name not in keras_outs:
+            continue
+        seen.add(node.name)
+        t, k = torch_outs[node.name], keras_outs[node.name]
+        if t.shape != k.shape:
+            raise ValueError(
+                f"Keras layer {node.name} ({node.class_name}) output {k.shape} does not match "
+                f"torch module {node.attr!r} output {t.shape} (Keras layout)"
+            )
+        params = sum(p.numel() for p in model.get_submodule(node.attr).parameters())
+        diffs.append(_diff(f"{node.name} ({node.class_name})", node.attr, t, k, params, atol))
+    final_t = graph_final(model, x)
+    final_k = np.asarray(keras_model(x_nhwc, training=False))
+    agree = float(np.mean(final_t.argmax(-1) == final_k.argmax(-1))) if final_k.ndim == 2 else 1.0
+    diffs.append(_diff("output", "forward", final_t, final_k, 0, atol))
+    return ParityReport(model.name, dtype, len(final_t), atol, tuple(diffs), agree)
+
+
+def graph_final(model: KerasGraph, x: torch.Tensor) -> np.ndarray:
+    """``model(x)`` in Keras's layout."""
+    with torch.no_grad():
+        return keras_layout(model(x), model.output_spec)
+
+
+def _diff(
+    label: str, module: str, t: np.ndarray, k: np.ndarray, params: int, atol: float
+) -> LayerDiff:
+    delta = np.abs(t.astype(np.float64) - k.astype(np.float64))
+    max_abs = float(delta.max(initial=0.0))
+    scale = float(np.abs(k).max(initial=0.0))
+    return LayerDiff(
+        keras_layer=label,
+        torch_module=module,
+        shape=tuple(k.shape),
+        params=params,
+        max_abs=max_abs,
+        max_rel=max_abs / scale if scale > 0 else max_abs,
+        ok=bool(np.isfinite(max_abs) and max_abs <= atol),
+    )
