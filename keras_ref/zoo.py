@@ -420,9 +420,10 @@ def conv_transpose_valid(k: ModuleType) -> Any:
 
 @register("transpose")
 def conv_transpose_same_output_padding(k: ModuleType) -> Any:
-    """Conv2DTranspose 'same': kernel (3, 5), strides (2, 3), output_padding (1, 2) (4×4 → 8×12),
-    then an even 4×4 kernel stride 2 (TF crops the full output asymmetrically), then 3×3
-    stride 2 with a fused relu."""
+    """Conv2DTranspose 'same' crops the full (in - 1) * stride + kernel output by the forward
+    conv's 'same' pads: kernel (3, 5), strides (2, 3), output_padding (1, 2) (4×4 → 8×12; rows
+    cropped 0 top / 1 bottom, columns 1/1), an even 4×4 kernel stride 2 (1/1), then 3×3 stride
+    2 with a fused relu (0/1 again: torch's padding=1, output_padding=1 would crop the top row)."""
     x = _input(k)
     h = _stem(k, x, size=8)
     padded = k.layers.Conv2DTranspose(
@@ -858,8 +859,9 @@ def hard_swish_ops(k: ModuleType) -> Any:
 
 @register("nested", keras2=True)
 def nested_sequential_in_functional(k: ModuleType) -> Any:
-    """A Functional model calling a Sequential block built with an Input (Conv-BN-ReLU), then a
-    second Sequential without one (built on call): weights under layers/<block>/layers/..."""
+    """A Functional model calling a Sequential "block" built with an Input (Conv-BN-ReLU), then a
+    Sequential "tail" without one (built on call); the .keras weights sit under
+    layers/sequential/layers/... and layers/sequential_1/... (class paths, not the names)."""
     L = k.layers
     block = k.Sequential(
         [
@@ -897,8 +899,8 @@ def nested_functional_in_sequential(k: ModuleType) -> Any:
 
 @register("nested")
 def nested_two_levels(k: ModuleType) -> Any:
-    """Three levels: a Sequential holding a Functional that calls a Sequential (weights at
-    layers/<functional>/layers/<sequential>/layers/<conv>/vars)."""
+    """Three levels: a Sequential holding a Functional "middle" that calls a Sequential "inner"
+    (the .keras weights at layers/functional/layers/sequential/layers/conv2d/vars)."""
     L = k.layers
     inner = k.Sequential([k.Input(shape=(4, 4, 4)), L.Conv2D(4, 3, padding="same")], name="inner")
     x = k.Input(shape=(4, 4, 4))
