@@ -187,9 +187,18 @@ def supported_ops() -> list[str]:
 
 
 def get_converter(call: KerasCall) -> LayerConverter:
-    """The converter for ``call``, or a ``ConversionError`` naming it and the supported list."""
+    """The converter for ``call``, or a ``ConversionError`` naming it and the supported list.
+
+    A legacy ``.h5`` written by Keras 3 drops the ``module`` key, so an op node (``x + 3.0``,
+    class ``Add``) looks like the merge layer of the same name: a merge layer is called on
+    one list of tensors, an op on its operands, and a class that only exists as an op
+    (``Relu6``, ``TrueDivide``) can only be one.
+    """
     _load_builtins()
     op = is_op_module(call.module)
+    if call.module is None and call.class_name in _OPS:
+        merge_call = len(call.args) == 1 and isinstance(call.args[0], list)
+        op = call.class_name not in _LAYERS or not merge_call
     found = (_OPS if op else _LAYERS).get(call.class_name)
     if found is None:
         what = f"Keras op {call.module}.{call.class_name}" if op else "layer class"
