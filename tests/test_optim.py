@@ -471,3 +471,31 @@ def test_load_keras_optimizer_state_checks_before_changing_anything() -> None:
     with pytest.raises(ValueError, match=r"Received: torch\.optim\.sgd\.SGD"):
         load_keras_optimizer_state(torch.optim.SGD(params), saved, params, same)
     assert unchanged()
+
+
+# ---------------------------------------------------------------------------------------------
+# CUDA (skipped without a GPU): the device routes and the foreach path give the CPU's bits
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_square_roots_equal_numpy(cuda_device: str, dtype: torch.dtype) -> None:
+    x = _hard_inputs(dtype, 200_000, seed=2)
+    expected = np.sqrt(x.numpy())
+    for impl in ("ieee_sqrt", "device_ieee_sqrt", "tuckerman"):
+        got = SQRTS[impl](x.to(cuda_device)).cpu().numpy()
+        assert int((got != expected).sum()) == 0, impl
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("variant", [v for v in VARIANTS if "clipnorm" not in v])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_steps_equal_cpu_steps(cuda_device: str, variant: str, dtype: torch.dtype) -> None:
+    """Multi-tensor kernels on the GPU, one tensor at a time on the CPU: the same bits
+    (not with clipnorm/global_clipnorm, whose norms are sums in each device's order)."""
+    w0, grads = _problem(dtype)
+    cpu, _ = _run(VARIANTS[variant], w0, grads)
+    moved = [[g.to(cuda_device) for g in step] for step in grads]
+    gpu, _ = _run(VARIANTS[variant], [w.to(cuda_device) for w in w0], moved)
+    for a, b in zip(cpu, gpu, strict=True):
+        assert torch.equal(a.detach(), b.detach().cpu())
