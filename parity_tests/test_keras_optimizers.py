@@ -227,6 +227,39 @@ def test_exclude_from_weight_decay(keras: ModuleType) -> None:
     assert max_abs(everything, expected) > 1e-3
 
 
+@pytest.mark.parametrize("case", ["sgd_nesterov", "rmsprop_momentum", "adamw_amsgrad"])
+def test_lr_dtype_matches_float64_variables_under_float32_floatx(
+    keras: ModuleType, case: str
+) -> None:
+    """Keras's learning-rate variable follows floatx: float32 here, cast to the float64
+    variables (and so in the weight decay too); ``lr_dtype=torch.float32`` says so."""
+    import tensorflow as tf
+
+    import keras_ref
+
+    w0, grads = toy_problem("float64", seed=4)
+    with keras_ref.dtype_scope("float32"):
+        variables = [keras.Variable(w, dtype="float64") for w in w0]
+        optimizer = CASES[case][0](keras.optimizers)
+        for step in grads:
+            optimizer.apply_gradients(
+                [(tf.constant(g), v) for g, v in zip(step, variables, strict=True)]
+            )
+    expected = [np.asarray(v) for v in variables]
+    make = CASES[case][1]
+
+    def float32_lr(ps: list[torch.nn.Parameter]) -> torch.optim.Optimizer:
+        optimizer = make(ps)
+        for group in optimizer.param_groups:
+            group["lr_dtype"] = torch.float32
+        return optimizer
+
+    assert ulps(torch_result(float32_lr, "float64", seed=4), expected) == 0
+    plain = torch_result(make, "float64", seed=4)
+    print(f"{case}: lr rounded to float64, not float32: {ulps(plain, expected):.3g} ulps")
+    assert ulps(plain, expected) > 0
+
+
 # ---------------------------------------------------------------------------------------------
 # Deliberately wrong optimizers must miss
 

@@ -106,6 +106,10 @@ def maximum_(a: T, b: T) -> None:
         torch.maximum(a, b, out=a)
 
 
+# Every Keras optimizer's options beyond its own hyperparameters; None is "off" for each.
+_OPTIONS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm", "lr_dtype", "foreach")
+
+
 class KerasOptimizer(torch.optim.Optimizer):
     """Keras's base optimizer; subclasses transcribe one Keras ``update_step``.
 
@@ -185,8 +189,8 @@ class KerasOptimizer(torch.optim.Optimizer):
         """As torch's; groups saved before an option existed get its default (``load_state_dict``)."""
         super().__setstate__(state)
         for group in self.param_groups:
-            for key, value in self.defaults.items():
-                group.setdefault(key, value)
+            for key in _OPTIONS:
+                group.setdefault(key, None)
 
     @property
     def iterations(self) -> int:
