@@ -263,6 +263,9 @@ def test_iterations_advance_for_parameters_without_gradients() -> None:
     fresh.step()
     assert torch.equal(b.detach(), lone.detach())
     assert opt.iterations == 3
+    a.grad = b.grad = None
+    opt.step()  # no gradient at all: Keras refuses such a step; here it is none
+    assert opt.iterations == 3
     opt.add_param_group({"params": [torch.nn.Parameter(torch.zeros(2, dtype=torch.float64))]})
     assert opt.param_groups[1]["step"] == 3
 

@@ -131,8 +131,8 @@ class KerasOptimizer(torch.optim.Optimizer):
       in cache through its update) and others with multi-tensor ``torch._foreach_*``
       kernels; ``True``/``False`` force either. The numbers are the same.
 
-    ``iterations`` (Keras's ``optimizer.iterations``) counts calls to ``step()``; it is
-    kept in every param group as ``"step"`` and is the same in all of them. Keras's EMA
+    ``iterations`` (Keras's ``optimizer.iterations``) counts calls to ``step()`` that found
+    a gradient; it is kept in every param group as ``"step"``, the same in all of them. Keras's EMA
     (``use_ema``), learning-rate schedules, ``loss_scale_factor`` and
     ``gradient_accumulation_steps`` are not supported; to change the learning rate,
     set ``param_group["lr"]`` between steps (Keras: ``optimizer.learning_rate = x``).
@@ -228,6 +228,8 @@ class KerasOptimizer(torch.optim.Optimizer):
     def _apply(self) -> None:
         live = [(g, [p for p in g["params"] if p.grad is not None]) for g in self.param_groups]
         grads: list[torch.Tensor] = [p.grad for _, ps in live for p in ps if p.grad is not None]
+        if not grads:  # Keras refuses such a step ("No gradients provided"); not a step here
+            return
         if any(g.is_sparse for g in grads):
             raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
         clipped = iter(self._clip_gradients(grads))
