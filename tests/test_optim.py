@@ -413,6 +413,7 @@ def test_optimizer_from_keras_config_maps_every_option() -> None:
         (_keras_config("SGD", loss_scale_factor=128.0), "loss_scale_factor is not supported"),
         (_keras_config("SGD", gradient_accumulation_steps=4), "gradient_accumulation_steps"),
         (_keras_config("SGD", amsgrad=True), r"option\(s\) \['amsgrad'\] are not supported"),
+        (_keras_config("RMSprop", beta_1=0.9), r"option\(s\) \['beta_1'\] are not supported"),
         (_keras_config("AdamW", weight_decay=None), "weight_decay=None"),
     ],
 )

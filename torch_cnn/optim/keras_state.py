@@ -34,10 +34,18 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.optim.optimizer import ParamsT
 
 from torch_cnn.optim.base import KerasOptimizer, SlotLayout
 from torch_cnn.optim.ieee import NUMPY_DTYPES, as_dtype
-from torch_cnn.optim.keras_optimizers import KerasAdam, KerasAdamW, KerasRMSprop, KerasSGD
+from torch_cnn.optim.keras_optimizers import (
+    KERAS_ADAM_BETA_1,
+    KERAS_ADAM_BETA_2,
+    KerasAdam,
+    KerasAdamW,
+    KerasRMSprop,
+    KerasSGD,
+)
 
 KERAS_OPTIMIZER_CLASSES: dict[str, type[KerasOptimizer]] = {
     "Adam": KerasAdam,
@@ -56,9 +64,7 @@ _BASE_OPTIONS = ("weight_decay", "clipnorm", "clipvalue", "global_clipnorm")
 _SUPPORTED = ", ".join(KERAS_OPTIMIZER_CLASSES)
 
 
-def optimizer_from_keras_config(
-    config: Mapping[str, Any] | str, params: Sequence[torch.nn.Parameter]
-) -> KerasOptimizer:
+def optimizer_from_keras_config(config: Mapping[str, Any] | str, params: ParamsT) -> KerasOptimizer:
     """The torch optimizer that continues what a serialized Keras optimizer does.
 
     ``config`` is the optimizer entry of a ``.keras`` archive's ``compile_config``
@@ -69,7 +75,9 @@ def optimizer_from_keras_config(
     this function does not know are refused by name (``ValueError``).
 
     The config's ``learning_rate`` is ``float()`` of Keras's floatx variable, so it
-    already carries floatx's rounding: no ``lr_dtype`` is needed.
+    already carries floatx's rounding: no ``lr_dtype`` is needed. A config does not
+    record ``exclude_from_weight_decay``: build param groups for that
+    (``weight_decay_param_groups``) and pass them as ``params``.
 
     >>> w = torch.nn.Parameter(torch.zeros(3))
     >>> opt = optimizer_from_keras_config(
@@ -98,11 +106,10 @@ def optimizer_from_keras_config(
     kwargs: dict[str, Any] = {}
     if "learning_rate" in options:
         kwargs["lr"] = _number(options.pop("learning_rate"), "learning_rate", where)
-    if "beta_1" in options or "beta_2" in options:
-        default = (0.9, 0.999)
+    if class_name in ("Adam", "AdamW") and ("beta_1" in options or "beta_2" in options):
         kwargs["betas"] = (
-            _number(options.pop("beta_1", default[0]), "beta_1", where),
-            _number(options.pop("beta_2", default[1]), "beta_2", where),
+            _number(options.pop("beta_1", KERAS_ADAM_BETA_1), "beta_1", where),
+            _number(options.pop("beta_2", KERAS_ADAM_BETA_2), "beta_2", where),
         )
     for key in (*_OPTION_NAMES[class_name], *_BASE_OPTIONS):
         if key in options:
