@@ -31,13 +31,7 @@ from torch_cnn import data
 from torch_cnn.env import describe_device
 from torch_cnn.env import versions as torch_versions
 from torch_cnn.models.base import KerasStyleNet
-from torch_cnn.optim import (
-    KERAS_ADAM_BETA_1,
-    KERAS_ADAM_BETA_2,
-    KERAS_ADAM_EPSILON,
-    KERAS_ADAM_LEARNING_RATE,
-    KerasAdam,
-)
+from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE, create_optimizer
 from torch_cnn.train import KERAS_FIT_BATCH_SIZE, fit, seeded_model
 
 MODES = ("parity", "fast")
@@ -202,21 +196,15 @@ def make_optimizer(
     """``keras_adam``: ``KerasAdam`` (``fit``'s default); ``adam_fused``/``adam_foreach``:
     ``torch.optim.Adam`` with Keras's betas and epsilon (epsilon after the bias correction,
     see ``torch_cnn.optim``), one fused kernel or a few multi-tensor kernels per step."""
-    # TODO(integration): torch_cnn.optim.create_optimizer; the body becomes
-    #   return create_optimizer(OPTIMIZER_NAMES[name], params, lr=lr, capturable=capturable)
-    if name == "keras_adam":
-        return KerasAdam(params, lr=lr)
-    kwargs: dict[str, Any] = {
-        "lr": lr,
-        "betas": (KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2),
-        "eps": KERAS_ADAM_EPSILON,
-        "capturable": capturable,
-    }
-    if name == "adam_fused":
-        return torch.optim.Adam(params, fused=True, **kwargs)
-    if name == "adam_foreach":
-        return torch.optim.Adam(params, foreach=True, **kwargs)
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+    options: dict[str, Any] = {"lr": lr}
+    if name != "keras_adam":
+        options["capturable"] = capturable  # KerasAdam has no capturable state
+    try:
+        return create_optimizer(OPTIMIZER_NAMES[name], params, **options)
+    except KeyError:
+        raise ValueError(
+            f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}"
+        ) from None
 
 
 def graph_trainer(

@@ -328,17 +328,24 @@ def test_cli_train_names_missing_data(tmp_path: Path, capsys: pytest.CaptureFixt
     assert not (tmp_path / "r").exists()  # nothing half-written
 
 
-def test_make_optimizer_choices() -> None:
-    from torch_cnn.cli.training import make_optimizer
-    from torch_cnn.optim import KerasAdam
+def test_the_cli_optimizers_are_the_library_factory() -> None:
+    """``--optimizer`` takes create_optimizer's names and builds with them (one factory)."""
+    from torch_cnn.cli import build_parser
+    from torch_cnn.optim import KerasAdam, create_optimizer, list_optimizers
 
     params = [torch.nn.Parameter(torch.zeros(3))]
-    assert isinstance(make_optimizer("keras_adam", params, 1e-3), KerasAdam)
-    adam = make_optimizer("torch_adam", params, 2e-3)
+    assert isinstance(create_optimizer("keras_adam", params, lr=1e-3), KerasAdam)
+    adam = create_optimizer("torch_adam", params, lr=2e-3)
     assert type(adam) is torch.optim.Adam
     assert adam.param_groups[0]["eps"] == 1e-7 and adam.param_groups[0]["lr"] == 2e-3
-    with pytest.raises(ValueError, match=r"unknown optimizer 'sgd'.*keras_adam, torch_adam"):
-        make_optimizer("sgd", params, 1e-3)
+    with pytest.raises(ValueError, match=r"sgd.*keras_adam"):
+        create_optimizer("sgd", params, lr=1e-3)
+    action = next(
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+        if a.dest == "optimizer"
+    )
+    assert list(action.choices) == list_optimizers()
 
 
 def test_resume_refuses_another_optimizer(ds: data.Cifar10, tmp_path: Path) -> None:

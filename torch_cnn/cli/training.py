@@ -28,7 +28,7 @@ import torch
 from torch_cnn import data, distributed
 from torch_cnn.env import describe_device, parse_device
 from torch_cnn.models import TorchCnnModel
-from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE
+from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE, create_optimizer, list_optimizers
 from torch_cnn.registry import list_models
 from torch_cnn.train import (
     CHECKPOINT_NAME,
@@ -42,22 +42,6 @@ from torch_cnn.train import (
 from torch_cnn.train.run import run_metrics, write_run_dir
 
 DEFAULT_EPOCHS = 10
-OPTIMIZERS = ("keras_adam", "torch_adam")
-
-
-# TODO(integration): torch_cnn.optim.create_optimizer replaces this.
-def make_optimizer(name: str, params: Any, lr: float) -> torch.optim.Optimizer:
-    """``keras_adam``: ``torch_cnn.optim.KerasAdam`` (the default, Keras's Adam exactly);
-    ``torch_adam``: ``torch.optim.Adam`` with Keras's hyperparameters (lr, betas, eps 1e-7),
-    which puts epsilon after the bias correction (see ``torch_cnn.optim``)."""
-    from torch_cnn.optim import KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2, KERAS_ADAM_EPSILON, KerasAdam
-
-    if name == "keras_adam":
-        return KerasAdam(params, lr=lr)
-    if name == "torch_adam":
-        betas = (KERAS_ADAM_BETA_1, KERAS_ADAM_BETA_2)
-        return torch.optim.Adam(params, lr=lr, betas=betas, eps=KERAS_ADAM_EPSILON)
-    raise ValueError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -91,7 +75,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
             None if args.no_val else ds.test,
             epochs=args.epochs,
             batch_size=args.batch_size,
-            optimizer=make_optimizer(args.optimizer, model.parameters(), args.lr),
+            optimizer=create_optimizer(args.optimizer, model.parameters(), lr=args.lr),
             seed=args.seed,
             device=device,
             channels_last=args.channels_last,
@@ -194,9 +178,10 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument(
         "--optimizer",
-        choices=OPTIMIZERS,
+        choices=list_optimizers(),
         default="keras_adam",
-        help="keras_adam: Keras's Adam exactly (default); torch_adam: torch.optim.Adam",
+        help="keras_adam (default), keras_adamw, keras_sgd, keras_rmsprop: Keras's optimizers "
+        "exactly; torch_adam*: torch.optim.Adam with Keras's hyperparameters",
     )
     p.add_argument(
         "--lr", type=float, default=KERAS_ADAM_LEARNING_RATE, help="learning rate (%(default)s)"

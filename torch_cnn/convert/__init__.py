@@ -1,5 +1,6 @@
 """Any Keras CNN into native PyTorch: ``from_keras`` and the layer-converter registry."""
 
+from torch_cnn.convert import builtin as _builtin  # noqa: F401  (registers the converters)
 from torch_cnn.convert.registry import (
     BuildContext,
     ConversionError,

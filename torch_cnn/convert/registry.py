@@ -176,13 +176,11 @@ def register_keras_layer(
 
 def supported_layers() -> list[str]:
     """The Keras layer classes with a registered converter, sorted."""
-    _load_builtins()
     return sorted(_LAYERS)
 
 
 def supported_ops() -> list[str]:
     """The Keras ops (graph nodes of module ``keras.src.ops.*``) with a converter, sorted."""
-    _load_builtins()
     return sorted(_OPS)
 
 
@@ -194,7 +192,6 @@ def get_converter(call: KerasCall) -> LayerConverter:
     one list of tensors, an op on its operands, and a class that only exists as an op
     (``Relu6``, ``TrueDivide``) can only be one.
     """
-    _load_builtins()
     op = is_op_module(call.module)
     if call.module is None and call.class_name in _OPS:
         merge_call = len(call.args) == 1 and isinstance(call.args[0], list)
@@ -209,10 +206,6 @@ def get_converter(call: KerasCall) -> LayerConverter:
             "torch_cnn.register_keras_layer(...) to add it."
         )
     return found
-
-
-def _load_builtins() -> None:
-    from torch_cnn.convert import builtin  # noqa: F401  (registers on import)
 
 
 def config_get(call: KerasCall, key: str, default: Any) -> Any:

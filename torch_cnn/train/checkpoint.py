@@ -150,6 +150,25 @@ def _describe_batch(config: Mapping[str, Any]) -> str:
     )
 
 
+# How a step is computed, not what it computes: never a reason to refuse a resume.
+_IMPLEMENTATION_HPARAMS = ("foreach", "fused", "capturable", "differentiable", "maximize")
+
+
+def _differs(key: str, saved: Any, current: Any) -> bool:
+    """Whether a saved setting differs from the run's. Optimizer hyperparameters are compared
+    on the keys both record (a checkpoint from before a hyperparameter existed lacks it),
+    implementation switches aside."""
+    if key != "optimizer_hparams" or not (isinstance(saved, list) and isinstance(current, list)):
+        return bool(saved != current)
+    if len(saved) != len(current):
+        return True
+    for s_group, c_group in zip(saved, current, strict=True):
+        shared = (set(s_group) & set(c_group)) - set(_IMPLEMENTATION_HPARAMS)
+        if any(s_group[k] != c_group[k] for k in shared):
+            return True
+    return False
+
+
 def restore(
     path: Path,
     ckpt: Mapping[str, Any],
@@ -163,7 +182,7 @@ def restore(
     """Load a checkpoint into the run's objects; returns the number of epochs it completed."""
     saved = ckpt["config"]
     for key in _RESUME_MUST_MATCH:
-        if key in saved and saved[key] != config[key]:
+        if key in saved and _differs(key, saved[key], config[key]):
             raise CheckpointError(  # a ValueError
                 f"cannot resume from {path}: it was written with {key}={saved.get(key)!r}; "
                 f"received {key}={config[key]!r}"
