@@ -92,12 +92,20 @@ def test_modules_by_padding(keras: ModuleType) -> None:
     assert type(build(keras.layers.AveragePooling2D(3, 2))) is nn.AvgPool2d
 
 
-def test_same_max_pool_keeps_the_fast_path_bit_for_bit() -> None:
-    """Where the windows tile the input, MaxPool2dSame is MaxPool2d's strided maximum."""
-    x = torch.randn(4, 3, 16, 12, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.equal(MaxPool2dSame(2)(x), F.max_pool2d(x, 2))
-        assert torch.equal(MaxPool2dSame(3, 3)(x[..., :15, :]), F.max_pool2d(x[..., :15, :], 3))
+def test_same_max_pool_fast_paths_bit_for_bit() -> None:
+    """MaxPool2dSame's inference paths (the strided maximum, on -inf-padded input where TF
+    pads) give the values of its training path (F.max_pool2d in ceil mode), bit for bit."""
+    g = torch.Generator().manual_seed(0)
+    for k in (2, 3):
+        for h, w in ((16, 12), (15, 13), (13, 14), (1, 5)):
+            x = torch.randn(4, 3, h, w, generator=g)
+            pool = MaxPool2dSame(k)
+            with torch.no_grad():
+                fast = pool(x)
+            slow = pool(x.requires_grad_())  # autograd: torch's max_pool2d
+            assert torch.equal(fast, slow.detach()), (k, h, w)
+            if h % k == 0 and w % k == 0:
+                assert torch.equal(fast, F.max_pool2d(x.detach(), k))
 
 
 def test_average_pooling_that_counts_padding_is_caught(keras: ModuleType) -> None:
