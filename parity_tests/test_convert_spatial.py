@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from parity_tests.helpers import seeded_keras_weights
 from parity_tests.layer_harness import convert_layer, keras_call, max_abs, to_torch_layout
 from torch_cnn.convert.registry import BuildContext, ConversionError, get_converter
 from torch_cnn.layers.spatial import (
@@ -28,7 +29,7 @@ from torch_cnn.layers.spatial import (
     UpSample2d,
     tf_resize_bilinear,
 )
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.models.graph import TensorSpec, load_layer_arrays
 
 pytestmark = pytest.mark.keras
 
@@ -225,3 +226,40 @@ def test_flatten_torch_order_needs_known_sizes(keras: ModuleType) -> None:
         )
     keras_order = get_converter(call).build(call, [TensorSpec((None, 4, 3))], BuildContext())
     assert keras_order.output == TensorSpec((None,))
+
+
+def test_a_chain_of_converted_layers_matches_a_keras_model(
+    keras: ModuleType, keras_ref: ModuleType
+) -> None:
+    """Modules converted one by one, run in sequence on torch-layout tensors: the layouts
+    compose (NCHW maps in, Keras's element order where Flatten/Reshape/Permute need it)."""
+    with keras_ref.dtype_scope("float64"):
+        layers = [
+            keras.layers.ZeroPadding2D(((1, 0), (2, 1))),
+            keras.layers.Conv2D(6, 3, strides=2, padding="same"),
+            keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same"),
+            keras.layers.MaxPooling2D(2, padding="same"),
+            keras.layers.Conv2DTranspose(4, 3, strides=2, padding="same"),
+            keras.layers.UpSampling2D((2, 1), interpolation="bilinear"),
+            keras.layers.Cropping2D(((1, 0), (0, 2))),
+            keras.layers.AveragePooling2D(3, strides=2, padding="same"),
+            keras.layers.Permute((2, 1, 3)),
+            keras.layers.Reshape((-1, 4)),
+            keras.layers.Reshape((3, -1, 2)),
+            keras.layers.Flatten(),
+        ]
+        model = keras.Sequential([keras.Input((15, 13, 3), dtype="float64"), *layers])
+    seeded_keras_weights(model, 7)
+    x = np.random.default_rng(7).standard_normal((2, 15, 13, 3))
+    ref = np.asarray(model(x))
+    spec = TensorSpec((15, 13, 3))
+    t = to_torch_layout(x, spec)
+    for layer in layers:
+        call = keras_call(keras, layer)
+        converted = get_converter(call).build(call, [spec], BuildContext(dtype=torch.float64))
+        assert converted.output.shape == tuple(layer.output.shape[1:]), layer.name
+        load_layer_arrays(converted.module, converted.weights, layer.get_weights(), layer.name)
+        with torch.no_grad():
+            t = converted.module(t)
+        spec = converted.output
+    assert t.shape == ref.shape and max_abs(ref, t.numpy()) <= 1e-12
