@@ -77,8 +77,11 @@ class Conv2dSame(nn.Conv2d):
     """``nn.Conv2d`` with TensorFlow 'SAME' padding (mirrors ``keras.layers.Conv2D(padding='same')``).
 
     The padding is worked out per input size, so any input size, kernel, stride
-    and dilation behave as in Keras. The parameters are those of ``nn.Conv2d``
-    (``weight`` is ``(out, in, kh, kw)``), so state dicts stay interchangeable.
+    and dilation behave as in Keras. Where it comes out symmetric (a 4×4 stride-2
+    conv on 32 pixels pads (1, 1)) the conv pads natively, without copying the
+    input; otherwise the input is padded explicitly first. The parameters are
+    those of ``nn.Conv2d`` (``weight`` is ``(out, in / groups, kh, kw)``), so
+    state dicts stay interchangeable.
     """
 
     def __init__(
@@ -90,16 +93,24 @@ class Conv2dSame(nn.Conv2d):
         dilation: _Pair = 1,
         bias: bool = True,
         *,
+        groups: int = 1,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
         super().__init__(
             in_channels, out_channels, _pair(kernel_size), _pair(stride), padding=0,
-            dilation=_pair(dilation), bias=bias, device=device, dtype=dtype,
+            dilation=_pair(dilation), groups=groups, bias=bias, device=device, dtype=dtype,
         )  # fmt: skip
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_same(x, self.kernel_size, self.stride, self.dilation)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel_size, self.stride, self.dilation
+        top, bottom = same_padding(x.shape[-2], kh, sh, dh)
+        left, right = same_padding(x.shape[-1], kw, sw, dw)
+        if top == bottom and left == right:  # torch pads symmetrically itself: no copy
+            return F.conv2d(
+                x, self.weight, self.bias, self.stride, (top, left), self.dilation, self.groups
+            )
+        x = F.pad(x, (left, right, top, bottom))
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
@@ -112,15 +123,17 @@ def create_conv2d(
     dilation: _Pair = 1,
     bias: bool = True,
     *,
+    groups: int = 1,
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
 ) -> nn.Conv2d:
     """A conv with Keras's ``padding`` semantics ('valid' or 'same').
 
     'same' with odd kernels at stride 1 pads symmetrically, so torch's own
-    ``padding='same'`` is exact there; every other 'same' case pads explicitly.
+    ``padding='same'`` is exact there; every other 'same' case is a ``Conv2dSame``.
+    ``groups`` as in ``nn.Conv2d`` (Keras's ``groups``; ``in_channels`` for a depthwise conv).
     """
-    kw: dict[str, Any] = {"device": device, "dtype": dtype}
+    kw: dict[str, Any] = {"groups": groups, "device": device, "dtype": dtype}
     k, s, d = _pair(kernel_size), _pair(stride), _pair(dilation)
     if padding == "valid":
         return nn.Conv2d(in_channels, out_channels, k, s, 0, d, bias=bias, **kw)
