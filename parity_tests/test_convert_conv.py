@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -28,7 +28,7 @@ from torch_cnn.layers.conv import ConvTranspose2dSame, SeparableConv2d
 from torch_cnn.layers.padding import Conv2dSame
 from torch_cnn.models.graph import TensorSpec, load_layer_arrays
 
-pytestmark = pytest.mark.keras
+pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 
 BAR = {torch.float64: 1e-12, torch.float32: 1e-5}
 KERAS_DTYPE = {torch.float64: "float64", torch.float32: "float32"}
@@ -40,16 +40,6 @@ WRONG = 1e-3  # a wrong variant differs by at least this much
 def _grid(cases: Sequence[tuple[Any, ...]], fast: Sequence[tuple[Any, ...]]) -> list[Any]:
     """``cases`` as pytest params, those not in ``fast`` marked slow (the full grid)."""
     return [c if c in fast else pytest.param(*c, marks=pytest.mark.slow) for c in cases]
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """torch's and TensorFlow's thread pools, alternating on tiny ops, spin against each
-    other (a 2×3×13×14 conv took 20 ms instead of 0.4): run torch on one thread here."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _parity(

@@ -8,7 +8,7 @@ torch's symmetric padding) must fail the parity check.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -23,21 +23,12 @@ from torch_cnn.convert.registry import BuildContext, ConversionError, get_conver
 from torch_cnn.layers.pooling import AvgPool2dSame, GlobalPool2d, MaxPool2d, MaxPool2dSame
 from torch_cnn.models.graph import TensorSpec
 
-pytestmark = pytest.mark.keras
+pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 
 BAR = {torch.float64: 1e-12, torch.float32: 1e-5}
 KERAS_DTYPE = {torch.float64: "float64", torch.float32: "float32"}
 SIZES = ((13, 14), (16, 15))  # odd and even on both axes; remainders 0, 1, 2 modulo 3
 WRONG = 1e-3
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """torch's and TensorFlow's thread pools spin against each other on tiny alternating ops."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _grid(cases: Sequence[tuple[Any, ...]], fast: Sequence[tuple[Any, ...]]) -> list[Any]:

@@ -8,7 +8,6 @@ Flatten read as Keras's, torch's float64 bilinear resize) must fail the parity c
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from types import ModuleType
 from typing import Any
 
@@ -31,21 +30,12 @@ from torch_cnn.layers.spatial import (
 )
 from torch_cnn.models.graph import TensorSpec, load_layer_arrays
 
-pytestmark = pytest.mark.keras
+pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 
 BAR = {torch.float64: 1e-12, torch.float32: 1e-5}
 KERAS_DTYPE = {torch.float64: "float64", torch.float32: "float32"}
 DTYPES = [torch.float64, torch.float32]
 WRONG = 1e-3
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread() -> Iterator[None]:
-    """torch's and TensorFlow's thread pools spin against each other on tiny alternating ops."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _check(
