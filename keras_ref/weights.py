@@ -1,10 +1,13 @@
-"""Deterministic Keras weights for the parity suite, and the seed models under other names."""
+"""Deterministic Keras weights for the parity suite, and the seed models under other names.
+
+NumPy only at import (Keras models are duck-typed): test modules import it where Keras is
+not installed.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-import keras
 import numpy as np
 
 # Layer names no Keras default would give, some of them defaults of *other* layers
@@ -17,6 +20,8 @@ CUSTOM_NAMES = {
 
 def with_custom_names(model: Any, name: str) -> Any:
     """A clone of keras_ref's ``name`` model whose layers carry ``CUSTOM_NAMES[name]``."""
+    import keras
+
     layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
     new = dict(zip([layer.name for layer in layers], CUSTOM_NAMES[name], strict=True))
 

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from torch_cnn.convert.registry import BuildContext, Converted, KerasCall, TensorArg, get_converter
-from torch_cnn.models.graph import TensorSpec, load_layer_arrays
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import load_layer_arrays
 
 
 def keras_call(keras: Any, layer: Any, n_inputs: int = 1) -> KerasCall:

@@ -25,7 +25,7 @@ from torch_cnn.layers.activations import (
     get_activation,
     hard_sigmoid,
 )
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = pytest.mark.keras
 

@@ -21,12 +21,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parity_tests.helpers import seeded_keras_weights
+from keras_ref.weights import seeded_keras_weights
 from parity_tests.layer_harness import convert_layer, keras_call, max_abs
 from torch_cnn.convert.registry import BuildContext, ConversionError, get_converter
 from torch_cnn.layers.conv import ConvTranspose2dSame, SeparableConv2d
 from torch_cnn.layers.padding import Conv2dSame
-from torch_cnn.models.graph import TensorSpec, load_layer_arrays
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import load_layer_arrays
 
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 

@@ -20,7 +20,8 @@ from parity_tests.layer_harness import convert_layer, keras_call, max_abs
 from torch_cnn.convert.registry import BuildContext, ConversionError, Converted, get_converter
 from torch_cnn.layers.activations import get_activation
 from torch_cnn.layers.core import ChannelLinear
-from torch_cnn.models.graph import TensorSpec, load_layer_arrays
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import load_layer_arrays
 
 pytestmark = pytest.mark.keras
 

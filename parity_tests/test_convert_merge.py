@@ -24,7 +24,7 @@ from parity_tests.layer_harness import (
 )
 from torch_cnn.convert.registry import BuildContext, ConversionError, TensorArg, get_converter
 from torch_cnn.layers.merge import Concatenate, Merge
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = pytest.mark.keras
 

@@ -21,7 +21,7 @@ from torch import nn
 from parity_tests.layer_harness import convert_layer, keras_call, max_abs, to_torch_layout
 from torch_cnn.convert.registry import BuildContext, ConversionError, Converted, get_converter
 from torch_cnn.layers.norm import BatchNorm1d, BatchNorm2d, Normalization
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = pytest.mark.keras
 

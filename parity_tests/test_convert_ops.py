@@ -31,7 +31,7 @@ from torch_cnn.convert.registry import (
 )
 from torch_cnn.layers.activations import KerasActivation, get_activation
 from torch_cnn.layers.core import ScalarOp
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = pytest.mark.keras
 

@@ -21,7 +21,7 @@ from torch import nn
 from parity_tests.layer_harness import convert_layer, keras_call, max_abs
 from torch_cnn.convert.registry import BuildContext, ConversionError, get_converter
 from torch_cnn.layers.pooling import AvgPool2dSame, GlobalPool2d, MaxPool2d, MaxPool2dSame
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 

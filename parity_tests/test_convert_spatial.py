@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parity_tests.helpers import seeded_keras_weights
+from keras_ref.weights import seeded_keras_weights
 from parity_tests.layer_harness import convert_layer, keras_call, max_abs, to_torch_layout
 from torch_cnn.convert.registry import BuildContext, ConversionError, get_converter
 from torch_cnn.layers.spatial import (
@@ -28,7 +28,8 @@ from torch_cnn.layers.spatial import (
     UpSample2d,
     tf_resize_bilinear,
 )
-from torch_cnn.models.graph import TensorSpec, load_layer_arrays
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import load_layer_arrays
 
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 

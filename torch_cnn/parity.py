@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from torch_cnn.layers.spec import TensorSpec
 from torch_cnn.models.base import KerasStyleNet
-from torch_cnn.models.graph import KerasGraph, TensorSpec
+from torch_cnn.models.graph import KerasGraph
 
 # Parity bars: max |Δ| on every layer's output.
 FLOAT32_ATOL = 1e-5

@@ -15,8 +15,9 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from torch_cnn.layers.spec import TensorSpec
 from torch_cnn.models.base import KerasStyleNet
-from torch_cnn.models.graph import KerasGraph, TensorSpec
+from torch_cnn.models.graph import KerasGraph
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,8 @@ from torch_cnn.convert.registry import (
     get_converter,
 )
 from torch_cnn.layers.activations import get_activation
-from torch_cnn.models.graph import GraphNode, KerasGraph, TensorSpec, sanitize_name
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import GraphNode, KerasGraph, sanitize_name
 
 # Activation names a Keras 2 (tf.keras) file uses for another function than Keras 3's.
 KERAS2_ACTIVATIONS = {"hard_sigmoid": "hard_sigmoid_keras2"}

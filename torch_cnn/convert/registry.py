@@ -31,7 +31,8 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from torch_cnn.models.graph import TensorSpec, WeightMap
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import WeightMap
 from torch_cnn.porting.keras_config import is_op_module
 from torch_cnn.porting.records import PortingError
 

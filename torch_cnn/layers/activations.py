@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 __all__ = [
     "KERAS_LEAKY_RELU_FN_SLOPE",
@@ -274,7 +274,6 @@ _FACTORIES: dict[str, _Factory] = {
     ),
     "sigmoid": _fixed(torch.sigmoid),
     "hard_sigmoid": _fixed(hard_sigmoid),
-    "hard_sigmoid_keras2": _fixed(hard_sigmoid_keras2),  # what a Keras 2 file's name means
     "hard_silu": _fixed(hard_silu),
     "silu": _fixed(F.silu),
     "tanh": _fixed(torch.tanh),
@@ -298,6 +297,9 @@ _FACTORIES: dict[str, _Factory] = {
     "squareplus": lambda spec, b=4.0: partial(_squareplus, b=b),
 }
 _ALIASES = {"swish": "silu", "hard_swish": "hard_silu"}
+# What a name means in a file written by Keras 2 where that differs (not Keras names
+# of their own: the converter renames a Keras 2 model's activations to these).
+_KERAS2_FACTORIES: dict[str, _Factory] = {"hard_sigmoid_keras2": _fixed(hard_sigmoid_keras2)}
 
 
 def activation_names() -> list[str]:
@@ -327,7 +329,7 @@ def activation_function(name: str, spec: TensorSpec, **options: Any) -> Activati
     name = _ALIASES.get(name, name)
     if name == "linear":
         return None
-    factory = _FACTORIES.get(name)
+    factory = _FACTORIES.get(name) or _KERAS2_FACTORIES.get(name)
     if factory is None:
         raise UnsupportedActivation(
             f"Keras activation {name!r} is not supported. Supported: "

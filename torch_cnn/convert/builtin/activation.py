@@ -31,7 +31,8 @@ from torch_cnn.layers.activations import (
     UnsupportedActivation,
     activation_name,
 )
-from torch_cnn.models.graph import TensorSpec, WeightMap
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import WeightMap
 
 __all__ = ["fused_activation"]
 

@@ -31,7 +31,8 @@ from torch_cnn.layers.conv import (
     create_conv_transpose2d,
 )
 from torch_cnn.layers.padding import create_conv2d
-from torch_cnn.models.graph import TensorSpec, WeightMap
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import WeightMap
 from torch_cnn.porting import conv_kernel_to_torch, conv_weight_to_keras
 
 __all__ = [

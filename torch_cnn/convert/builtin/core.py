@@ -26,7 +26,8 @@ from torch_cnn.convert.registry import (
 )
 from torch_cnn.layers.core import ChannelLinear, Rescaling
 from torch_cnn.layers.regularization import GaussianDropout, GaussianNoise, NoiseShapeDropout
-from torch_cnn.models.graph import TensorSpec, WeightMap
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import WeightMap
 from torch_cnn.porting import dense_kernel_to_torch, dense_weight_to_keras
 
 __all__ = ["broadcast_shape", "constant_to_torch", "keras_constant", "refuse_quantized"]

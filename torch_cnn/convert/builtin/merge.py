@@ -21,7 +21,7 @@ from torch_cnn.convert.registry import (
     register_keras_layer,
 )
 from torch_cnn.layers.merge import Align, Concatenate, Merge
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 __all__ = ["input_order", "merge_module"]
 

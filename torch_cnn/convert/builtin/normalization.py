@@ -26,7 +26,8 @@ from torch_cnn.layers.norm import (
     BatchNorm2d,
     Normalization,
 )
-from torch_cnn.models.graph import TensorSpec, WeightMap
+from torch_cnn.layers.spec import TensorSpec
+from torch_cnn.models.graph import WeightMap
 
 __all__: list[str] = []
 

@@ -40,7 +40,7 @@ from torch_cnn.layers.activations import (
     activation_function,
 )
 from torch_cnn.layers.core import ScalarOp, UnaryOp
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 __all__: list[str] = []
 

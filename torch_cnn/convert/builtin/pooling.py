@@ -24,7 +24,7 @@ from torch_cnn.convert.registry import (
     single_input,
 )
 from torch_cnn.layers.pooling import AvgPool2dSame, GlobalPool2d, MaxPool2d, MaxPool2dSame
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 
 def _pool_output(

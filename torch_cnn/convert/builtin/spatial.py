@@ -25,7 +25,7 @@ from torch_cnn.convert.registry import (
     single_input,
 )
 from torch_cnn.layers.spatial import Crop2d, FlattenChannelsLast, Permute, Reshape, UpSample2d
-from torch_cnn.models.graph import TensorSpec
+from torch_cnn.layers.spec import TensorSpec
 
 
 def _is_int(v: Any) -> bool:
