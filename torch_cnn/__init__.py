@@ -11,6 +11,7 @@ torch.Size([8, 10])
 from torch_cnn import models as _models  # noqa: F401  (registers the seed models)
 from torch_cnn import optim
 from torch_cnn._version import __version__
+from torch_cnn.convert import ConversionError, from_keras, register_keras_layer, supported_layers
 from torch_cnn.porting import (
     KerasLayer,
     KerasModelRecord,
@@ -25,6 +26,7 @@ from torch_cnn.weights import CheckpointError, load, save
 
 __all__ = [
     "CheckpointError",
+    "ConversionError",
     "EvalResult",
     "History",
     "KerasLayer",
@@ -35,11 +37,14 @@ __all__ = [
     "evaluate",
     "export_keras_weights",
     "fit",
+    "from_keras",
     "list_models",
     "load",
     "load_keras_weights",
     "optim",
+    "register_keras_layer",
     "register_model",
     "save",
     "summary",
+    "supported_layers",
 ]

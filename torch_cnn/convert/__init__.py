@@ -1,6 +1,8 @@
 """Any Keras CNN into native PyTorch: ``from_keras`` and the layer-converter registry."""
 
 from torch_cnn.convert import builtin as _builtin  # noqa: F401  (registers the converters)
+from torch_cnn.convert.api import from_keras
+from torch_cnn.convert.build import from_config
 from torch_cnn.convert.registry import (
     BuildContext,
     ConversionError,
@@ -18,6 +20,8 @@ __all__ = [
     "Converted",
     "KerasCall",
     "TensorArg",
+    "from_config",
+    "from_keras",
     "get_converter",
     "register_keras_layer",
     "supported_layers",

@@ -18,7 +18,6 @@ from torch_cnn.models.graph import KerasGraph
 from torch_cnn.porting import infer_model_name, keras_to_torch
 from torch_cnn.porting.graph_weights import load_tree, tree_from_keras_model
 from torch_cnn.porting.keras_config import is_model_entry
-from torch_cnn.porting.keras_files import read_keras_source
 from torch_cnn.porting.records import KerasLayer, KerasModelRecord, PortingError
 from torch_cnn.registry import create_model
 
@@ -34,9 +33,13 @@ def keras_model_config(keras_model: Any) -> dict[str, Any]:
     return result
 
 
-def read_source(source: Source, isolate: bool = True) -> tuple[dict[str, Any], dict[str, Any], str]:
-    """``(model config, weights tree, where)`` of a Keras file or live model."""
+def read_source(
+    source: Source, isolate: bool = True
+) -> tuple[dict[str, Any], dict[str, Any], str, str | None]:
+    """``(model config, weights tree, where, Keras version)`` of a Keras file or live model."""
     if isinstance(source, str | os.PathLike):
+        from torch_cnn.porting.keras_files import read_keras_source  # TODO: top-level import
+
         where = os.fspath(source)
         contents = read_keras_source(source, isolate=isolate)
         if contents.config is None or contents.weights is None:
@@ -45,10 +48,13 @@ def read_source(source: Source, isolate: bool = True) -> tuple[dict[str, Any], d
                 "from_keras needs a .keras archive, a full-model .h5 or a live Keras model "
                 "(torch_cnn.load_keras_weights(model, path) loads weights into a converted model)"
             )
-        return contents.config, contents.weights, where
+        return contents.config, contents.weights, where, contents.keras_version
     if hasattr(source, "layers") and hasattr(source, "get_config"):
         name = getattr(source, "name", "?")
-        return keras_model_config(source), tree_from_keras_model(source), f"Keras model {name!r}"
+        import keras
+
+        config, tree = keras_model_config(source), tree_from_keras_model(source)
+        return config, tree, f"Keras model {name!r}", str(keras.__version__)
     raise TypeError(
         "from_keras expects a path to a .keras archive (or its unzipped directory), a legacy "
         f".h5 or a live keras.Model; received {type(source).__name__}"
@@ -115,7 +121,7 @@ def from_keras(
         model = torch_cnn.from_keras("my_model.keras")
         probs = model(images)             # (N, 3, H, W) floats → what Keras's model(x) gives
     """
-    config, tree, where = read_source(source, isolate)
+    config, tree, where, keras_version = read_source(source, isolate)
     if not isinstance(config, Mapping) or not is_model_entry(config):
         raise ConversionError(
             f"{where}: the file's model is a {config.get('class_name')!r}; torch_cnn converts "
@@ -126,7 +132,7 @@ def from_keras(
     seed = _as_seed_model(graph, tree, where, device, dtype)
     if seed is not None:
         return seed.eval()
-    model = build_model(graph, device=device, dtype=dtype, where=where)
+    model = build_model(graph, device=device, dtype=dtype, where=where, keras_version=keras_version)
     load_tree(model, tree, where)
     return model.eval()
 
