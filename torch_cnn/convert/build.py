@@ -21,29 +21,47 @@ from torch_cnn.convert.registry import (
     ConversionError,
     Converted,
     get_converter,
+    supported_layers,
 )
 from torch_cnn.layers.activations import get_activation
 from torch_cnn.layers.spec import TensorSpec
 from torch_cnn.models.graph import GraphNode, KerasGraph, sanitize_name
+from torch_cnn.porting.keras_config import is_op_module
 
 # Activation names a Keras 2 (tf.keras) file uses for another function than Keras 3's.
 KERAS2_ACTIVATIONS = {"hard_sigmoid": "hard_sigmoid_keras2"}
 
 
 def check_supported(graph: ModelGraph, where: str) -> None:
-    """Every call's class has a converter (nested models included), or one error naming all."""
-    problems = []
+    """Every call's class has a converter (nested models included), or one error naming the
+    unsupported classes with the layers that use them, and the supported list."""
+    missing: dict[str, list[str]] = {}
+    first: ConversionError | None = None
     for gc in _all_calls(graph, where):
         try:
             get_converter(gc.call)
         except ConversionError as exc:
-            problems.append(str(exc))
-    if len(problems) == 1:
-        raise ConversionError(f"{where}: {problems[0]}")
-    if problems:
-        raise ConversionError(
-            f"{where}: {len(problems)} layers cannot be converted:\n- " + "\n- ".join(problems)
-        )
+            first = first or exc
+            label = (
+                f"{gc.call.module}.{gc.call.class_name}"
+                if is_op_module(gc.call.module)
+                else gc.call.class_name
+            )
+            missing.setdefault(label, []).append(gc.call.name)
+    if first is None:
+        return
+    if len(missing) == 1 and len(next(iter(missing.values()))) == 1:
+        raise ConversionError(f"{where}: {first}")
+    parts = []
+    for cls, names in missing.items():
+        shown = ", ".join(repr(n) for n in names[:3]) + (", ..." if len(names) > 3 else "")
+        parts.append(f"{cls} ({len(names)} layer{'s' if len(names) > 1 else ''}: {shown})")
+    n = sum(len(v) for v in missing.values())
+    raise ConversionError(
+        f"{where}: {n} layers cannot be converted, of classes without a converter: "
+        f"{'; '.join(parts)}. Supported layers: {', '.join(supported_layers())}. Register a "
+        "converter with torch_cnn.register_keras_layer(...) to add one."
+    )
 
 
 def _all_calls(graph: ModelGraph, where: str) -> Iterator[GraphCall]:
