@@ -194,8 +194,16 @@ def keras_named_outputs(keras_model: Any, x_nhwc: np.ndarray) -> dict[str, np.nd
             outs[layer.name] = np.asarray(h)
         return outs
     probe = keras.Model(keras_model.inputs, [op.output for op in layers])
-    values = probe(x_nhwc, training=False)
+    values = call_keras(probe, x_nhwc)
     return {op.name: np.asarray(v) for op, v in zip(layers, values, strict=True)}
+
+
+def call_keras(keras_model: Any, x: np.ndarray) -> Any:
+    """``keras_model(x)`` in inference mode, ``x`` in the structure the model was built with
+    (a functional model built on ``[input]`` takes a list: Keras warns otherwise)."""
+    if isinstance(getattr(keras_model, "_inputs_struct", None), list):
+        return keras_model([x], training=False)
+    return keras_model(x, training=False)
 
 
 def _compare_graph(
@@ -219,7 +227,7 @@ def _compare_graph(
         params = sum(p.numel() for p in model.get_submodule(node.attr).parameters())
         diffs.append(_diff(f"{node.name} ({node.class_name})", node.attr, t, k, params, atol))
     final_t = graph_final(model, x)
-    final_k = np.asarray(keras_model(x_nhwc, training=False))
+    final_k = np.asarray(call_keras(keras_model, x_nhwc))
     agree = float(np.mean(final_t.argmax(-1) == final_k.argmax(-1))) if final_k.ndim == 2 else 1.0
     diffs.append(_diff("output", "forward", final_t, final_k, 0, atol))
     return ParityReport(model.name, dtype, len(final_t), atol, tuple(diffs), agree)
