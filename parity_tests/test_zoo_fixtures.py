@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 import pytest
 
-from parity_tests.helpers import load_script
+from tests.helpers import load_script
 
 pytestmark = pytest.mark.keras
 
