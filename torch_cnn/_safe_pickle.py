@@ -1,32 +1,26 @@
 """Unpickling untrusted files that hold plain data: dicts, lists, tuples, str, bytes, numbers, numpy arrays.
 
-``pickle.load`` calls whatever a file names, so a pickle from a stranger can run code. The
-usual fix, an Unpickler whose ``find_class`` allows only numpy's array globals, is not
-enough: with ``numpy._core.multiarray._reconstruct``, ``numpy.ndarray`` and
-``numpy.dtype`` a 327-byte file can allocate arrays of any shape with no data behind them,
-and Python's own C unpickler segfaults on a deeply nested tuple used as a dict key. This
-module reads with the pure-Python unpickler and checks every step before it allocates:
+``pickle.load`` calls whatever a file names. Allowing only numpy's array globals in
+``find_class`` is not enough: with ``_reconstruct``, ``ndarray`` and ``dtype`` a 327-byte
+file allocates arrays of any shape with no data behind them, and the C unpickler segfaults
+hashing a deeply nested tuple key. This reader (the pure-Python unpickler, its opcodes
+replaced) checks every step before it allocates:
 
-- Globals: only numpy's array reconstruction (``_reconstruct``, ``_frombuffer``,
-  ``ndarray``, ``dtype``), ``_codecs.encode(str, 'latin1')`` and ``bytes()`` (how Python 3
-  writes bytes and empty bytes at protocols 0-2). None of them is handed to the pickle as the real callable:
-  ``_reconstruct`` gives only the ``(0,)`` placeholder numpy itself pickles, ``ndarray``
-  is a token it accepts and nothing can call, ``dtype`` builds only plain numeric dtypes.
-- Arrays come into existence only with their bytes in the file: the state a placeholder
-  is rebuilt from must hold exactly ``prod(shape) * itemsize`` bytes (for an object array,
-  exactly ``prod(shape)`` items), and all arrays together may not hold more bytes than the
-  input has (so a memoised buffer cannot be rebuilt into a thousand arrays).
-- Caps (``PickleLimits``): opcodes read (each makes at most one small object, so memory
-  stays proportional to the file), bytes per array, nesting depth; cycles are refused.
-- Opcodes that build instances or sets (``INST``, ``OBJ``, ``NEWOBJ``, ``EXT*``, sets,
-  persistent ids, out-of-band buffers) are refused; dict keys must be str, bytes or int
-  (hashing a nested tuple recurses in C); ``BUILD`` applies only to numpy's placeholders.
-- Declared lengths are checked against the bytes that remain before anything is read.
+- Globals: numpy's array reconstruction, ``_codecs.encode(str, 'latin1')`` and ``bytes()``
+  (Python 3's bytes at protocols 0-2), none handed out as the real callable: ``_reconstruct``
+  gives only the ``(0,)`` placeholder numpy pickles, ``ndarray`` is a token nothing can
+  call, ``dtype`` builds only plain numeric dtypes. Instance, set, extension and buffer
+  opcodes are refused; ``BUILD`` applies only to numpy's placeholders.
+- An array exists only with its bytes in the input: its state holds exactly
+  ``prod(shape) * itemsize`` bytes (an object array, ``prod(shape)`` items), and all arrays
+  together hold no more bytes than the input (a memoised buffer is not rebuilt twice).
+- ``PickleLimits``: opcodes (each makes at most one small object, so memory stays
+  proportional to the input), bytes per array, nesting depth; cycles are refused; dict
+  keys are str, bytes or int; declared lengths are checked against what remains.
 
-Every problem raises ``SafePickleError`` (``PickleLimitError`` when a cap or an allowlist
-refuses it) with the byte offset; only ``OSError`` from reading ``file`` passes through.
-Standard library and numpy only: no torch, no other torch_cnn module, so any reader (a
-child process included) can import it.
+Every problem raises ``SafePickleError`` (``PickleLimitError`` for a refusal or a cap,
+``RefusedGlobalError`` for a global) with the byte offset; ``OSError`` from the file passes
+through. Standard library and numpy only (no torch), so any reader, in any process, can use it.
 
 >>> import pickle
 >>> import numpy as np
@@ -105,26 +99,29 @@ _MAX_NDIM = 32
 _BYTE_ORDERS = frozenset("<>|=")
 
 # pickle opcodes that build class instances, sets or out-of-band data: never needed for plain data.
-_REFUSED_OPCODES = {
-    pickle.INST: "INST",
-    pickle.OBJ: "OBJ",
-    pickle.NEWOBJ: "NEWOBJ",
-    pickle.NEWOBJ_EX: "NEWOBJ_EX",
-    pickle.EXT1: "EXT1",
-    pickle.EXT2: "EXT2",
-    pickle.EXT4: "EXT4",
-    pickle.EMPTY_SET: "EMPTY_SET",
-    pickle.ADDITEMS: "ADDITEMS",
-    pickle.FROZENSET: "FROZENSET",
-    pickle.PERSID: "PERSID",
-    pickle.BINPERSID: "BINPERSID",
-    pickle.NEXT_BUFFER: "NEXT_BUFFER",
-    pickle.READONLY_BUFFER: "READONLY_BUFFER",
-}
+_REFUSED_OPCODES: dict[int, str] = {
+    getattr(pickle, name)[0]: name
+    for name in (
+        "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4", "EMPTY_SET", "ADDITEMS",
+        "FROZENSET", "PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER",
+    )
+}  # fmt: skip
+
+
+class _ArrayToken:
+    """What the global ``numpy.ndarray`` unpickles to: accepted by ``_reconstruct``, not callable."""
+
+    def __repr__(self) -> str:
+        return "numpy.ndarray"
+
+
+_NDARRAY = _ArrayToken()
 
 
 def describe(value: object, width: int = 40) -> str:
     """A short, bounded description of an untrusted value for an error message (never a full repr)."""
+    if value is _NDARRAY:
+        return "numpy.ndarray"
     if type(value) is int:
         return str(value) if value.bit_length() <= 64 else f"an int of {value.bit_length()} bits"
     if type(value) is bool or value is None or type(value) is float:
@@ -133,9 +130,11 @@ def describe(value: object, width: int = 40) -> str:
         text = repr(value[:width])
         return text if len(value) <= width else f"{text[:-1]}...{text[-1]} ({len(value)} long)"
     if isinstance(value, np.ndarray):
-        return f"{value.dtype} array of shape {value.shape}"
-    if isinstance(value, np.generic):
-        return f"numpy {value.dtype} {describe(value.item(), width)}"
+        dtype = value.dtype
+        name = str(dtype) if dtype.isnative else f"{dtype.str} ({dtype})"
+        return f"{name} array of shape {value.shape}"
+    if type(value) is tuple and len(value) <= 32 and all(type(v) is int for v in value):
+        return "(" + ", ".join(map(describe, value)) + ("," if len(value) == 1 else "") + ")"
     if isinstance(value, list | tuple | dict):
         return f"{type(value).__name__} of {len(value)}"
     return type(value).__name__
@@ -150,11 +149,12 @@ class _Source:
         self.pos = 0
 
     def read(self, n: int) -> bytes:
-        if n > self.size - self.pos:
+        left = self.size - self.pos
+        if n > left and n > 8:  # a declared length, not an opcode or a length field
             raise SafePickleError(
-                f"at byte {self.pos}: declares {describe(n)} bytes, {self.size - self.pos} remain"
+                f"at byte {self.pos}: declares {describe(n)} bytes, {left} remain"
             )
-        data = self._file.read(n)
+        data = self._file.read(n) if n <= left else b""
         if len(data) != n:
             raise SafePickleError(f"at byte {self.pos}: the data ended early")
         self.pos += n
@@ -164,16 +164,6 @@ class _Source:
         line = self._file.readline(self.size - self.pos)
         self.pos += len(line)
         return line
-
-
-class _ArrayToken:
-    """What the global ``numpy.ndarray`` unpickles to: accepted by ``_reconstruct``, not callable."""
-
-    def __repr__(self) -> str:
-        return "numpy.ndarray"
-
-
-_NDARRAY = _ArrayToken()
 
 
 def _text(value: object) -> object:
@@ -223,29 +213,20 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
         self._pending_arrays: dict[int, np.ndarray[Any, Any]] = {}
         self._pending_dtypes: dict[int, np.dtype[Any]] = {}
         self._built_dtypes: dict[int, np.dtype[Any]] = {}
-        self._reconstruct_fn = self._reconstruct
-        self._frombuffer_fn = self._frombuffer
-        self._dtype_fn = self._dtype
-        self._callables: tuple[Callable[..., Any], ...] = (
-            self._reconstruct_fn,
-            self._frombuffer_fn,
-            self._dtype_fn,
-            _latin1_encode,
-            _empty_bytes,
-        )
+        rebuild, frombuffer, dtype = self._reconstruct, self._frombuffer, self._dtype
         self._globals: dict[tuple[str, str], object] = {
-            ("numpy.core.multiarray", "_reconstruct"): self._reconstruct_fn,
-            ("numpy._core.multiarray", "_reconstruct"): self._reconstruct_fn,
-            ("numpy.core.numeric", "_frombuffer"): self._frombuffer_fn,
-            ("numpy._core.numeric", "_frombuffer"): self._frombuffer_fn,
+            ("numpy.core.multiarray", "_reconstruct"): rebuild,
+            ("numpy._core.multiarray", "_reconstruct"): rebuild,
+            ("numpy.core.numeric", "_frombuffer"): frombuffer,
+            ("numpy._core.numeric", "_frombuffer"): frombuffer,
             ("numpy", "ndarray"): _NDARRAY,
-            ("numpy", "dtype"): self._dtype_fn,
+            ("numpy", "dtype"): dtype,
             ("_codecs", "encode"): _latin1_encode,
             ("builtins", "bytes"): _empty_bytes,
             ("__builtin__", "bytes"): _empty_bytes,
         }
-
-    # ------------------------------------------------------------------ the loop
+        # What REDUCE may call: these very objects, compared by identity.
+        self._callables = [f for f in self._globals.values() if f is not _NDARRAY]
 
     def load(self) -> Any:
         # pickle._Unpickler.load, with a budget of opcodes and refused opcodes named.
@@ -263,12 +244,11 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
             while True:
                 key = read(1)
                 if not key:
-                    raise SafePickleError(f"at byte {self._source.pos}: the data ended early")
+                    raise SafePickleError(f"{self._where()}: the data ended early")
                 budget -= 1
                 if budget < 0:
                     raise PickleLimitError(
-                        f"at byte {self._source.pos}: more than {self._limits.max_ops} opcodes "
-                        f"(the cap for this input)"
+                        f"{self._where()}: more than {self._limits.max_ops} opcodes"
                     )
                 op = key[0]
                 if op in _REFUSED_OPCODES:
@@ -296,8 +276,6 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
 
     def _where(self) -> str:
         return f"at byte {self._source.pos}"
-
-    # ------------------------------------------------------------------ opcodes replaced
 
     def _load_reduce(self) -> None:
         args = self.stack.pop()
@@ -340,18 +318,23 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
         self._check_key(key)
         self._target(dict)[key] = value
 
+    def _pairs(self, items: list[Any], opcode: str) -> None:
+        if len(items) % 2:
+            raise SafePickleError(f"{self._where()}: {opcode} with an odd number of items")
+        for key in items[::2]:
+            self._check_key(key)
+
     def _load_setitems(self) -> None:
         items = self.pop_mark()
+        self._pairs(items, "SETITEMS")
         target = self._target(dict)
-        for i in range(0, len(items) - 1, 2):
-            self._check_key(items[i])
+        for i in range(0, len(items), 2):
             target[items[i]] = items[i + 1]
 
     def _load_dict(self) -> None:
         items = self.pop_mark()
-        for key in items[::2]:
-            self._check_key(key)
-        self.append({items[i]: items[i + 1] for i in range(0, len(items) - 1, 2)})
+        self._pairs(items, "DICT")
+        self.append({items[i]: items[i + 1] for i in range(0, len(items), 2)})
 
     def _load_append(self) -> None:
         value = self.stack.pop()
@@ -368,8 +351,6 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
         buf = bytearray(n)
         self.readinto(buf)
         self.append(buf)
-
-    # ------------------------------------------------------------------ numpy
 
     def _reconstruct(self, cls: object, shape: object, typecode: object) -> np.ndarray[Any, Any]:
         """``numpy._core.multiarray._reconstruct``: only the empty placeholder numpy pickles."""
@@ -410,19 +391,13 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
         metadata = state[8] if len(state) == 9 else None
         order = _text(order)
         plain = (
-            type(version) is int
+            all(type(v) is int for v in (version, elsize, alignment, flags))
+            and all(v is None for v in (subarray, names, fields, metadata))
             and 1 <= version <= 4
             and order in _BYTE_ORDERS
             and (order == "|") == (dtype.itemsize == 1 or dtype.hasobject)
-            and subarray is None
-            and names is None
-            and fields is None
-            and metadata is None
-            and type(elsize) is int
             and elsize in (-1, dtype.itemsize)
-            and type(alignment) is int
             and alignment in (-1, dtype.alignment)
-            and type(flags) is int
             and flags == dtype.flags
         )
         if not plain:
@@ -446,16 +421,15 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
             or not all(type(d) is int and d >= 0 for d in shape)
         ):
             raise SafePickleError(f"{self._where()}: array shape {describe(shape)}")
-        if any(d > self._limits.max_array_bytes for d in shape):  # before multiplying them
-            raise PickleLimitError(f"{self._where()}: array shape with a dimension over the cap")
-        count = math.prod(shape)
-        nbytes = count * dtype.itemsize
-        if nbytes > self._limits.max_array_bytes:
+        cap = self._limits.max_array_bytes
+        # A dimension over the cap is refused before the dimensions are multiplied.
+        nbytes = math.prod(shape) * dtype.itemsize if max(shape, default=0) <= cap else cap + 1
+        if nbytes > cap:
             raise PickleLimitError(
-                f"{self._where()}: a {dtype} array of shape {shape} ({nbytes} bytes) exceeds the "
-                f"cap of {self._limits.max_array_bytes} bytes per array"
+                f"{self._where()}: a {dtype} array of shape {describe(shape)} exceeds the "
+                f"cap of {cap} bytes per array"
             )
-        return shape, count
+        return shape, nbytes // dtype.itemsize
 
     def _count_bytes(self, nbytes: int) -> None:
         self._array_bytes += nbytes
@@ -466,12 +440,9 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
             )
 
     def _build_array(self, array: np.ndarray[Any, Any], state: object) -> None:
-        if type(state) is not tuple or len(state) not in (4, 5):
+        # (version 1, shape, dtype, is_fortran, data), or the 4-tuple older numpy wrote.
+        if type(state) is not tuple or len(state) not in (4, 5) or state[:-4] not in ((), (1,)):
             raise SafePickleError(f"{self._where()}: numpy array state {describe(state)}")
-        if len(state) == 5 and state[0] != 1:
-            raise SafePickleError(
-                f"{self._where()}: numpy array state version {describe(state[0])}"
-            )
         shape_, dtype_, fortran, rawdata = state[-4:]
         dtype = self._check_dtype(dtype_)
         shape, count = self._check_shape(shape_, dtype)
@@ -527,18 +498,9 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
         return np.frombuffer(buf, dtype=dtype).reshape(shape, order=_text(order))  # type: ignore[call-overload, no-any-return]
 
 
-_Unpickler.dispatch.update(
-    {
-        pickle.REDUCE[0]: _Unpickler._load_reduce,
-        pickle.BUILD[0]: _Unpickler._load_build,
-        pickle.SETITEM[0]: _Unpickler._load_setitem,
-        pickle.SETITEMS[0]: _Unpickler._load_setitems,
-        pickle.DICT[0]: _Unpickler._load_dict,
-        pickle.APPEND[0]: _Unpickler._load_append,
-        pickle.APPENDS[0]: _Unpickler._load_appends,
-        pickle.BYTEARRAY8[0]: _Unpickler._load_bytearray8,
-    }
-)
+# The opcodes replaced: _Unpickler._load_<name> for each.
+for _name in ("REDUCE", "BUILD", "SETITEM", "SETITEMS", "DICT", "APPEND", "APPENDS", "BYTEARRAY8"):
+    _Unpickler.dispatch[getattr(pickle, _name)[0]] = getattr(_Unpickler, f"_load_{_name.lower()}")
 
 
 def _children(obj: object) -> Iterable[object] | None:
