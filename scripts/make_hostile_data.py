@@ -398,6 +398,15 @@ def case_tuple_key(root: Path) -> Case:
 
 
 @case
+def case_odd_setitems(root: Path) -> Case:
+    # Found by fuzzing: an extra item inside SETITEMS, which the first version dropped silently.
+    body = op_bytes(b"labels") + op_list([op_int(1)]) + op_bytes(b"stray")
+    content = b"\x80\x03" + pickle.EMPTY_DICT + pickle.MARK + body + pickle.SETITEMS + pickle.STOP
+    problem = r"SETITEMS with an odd number of items"
+    return _dir_case(root, "odd_setitems", "data_batch_1", content, FORMAT, problem)
+
+
+@case
 def case_cycle(root: Path) -> Case:
     labels = pickle.EMPTY_LIST + pickle.BINPUT + b"\x07" + pickle.BINGET + b"\x07" + pickle.APPEND
     data_ops = op_array((1, 3072), op_bytes(bytes(3072)))

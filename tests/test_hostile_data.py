@@ -361,6 +361,8 @@ def test_safe_pickle_shared_structures_cost_one_visit_each() -> None:
         (b"\x80\x04\x8f.", r"opcode EMPTY_SET is not allowed"),
         (b"\x80\x02}(K\x01K\x02\x86Nu.", r"dict key \(1, 2\)"),
         (b"\x80\x02]q\x00h\x00a.", r"a container holds itself"),
+        (b"\x80\x02}(K\x01K\x02K\x03u.", r"SETITEMS with an odd number of items"),
+        (b"\x80\x02(K\x01d.", r"DICT with an odd number of items"),
         (b"\x80\x02K\x01K\x02b.", r"BUILD on 1"),
         (b"\x80\x02\xff.", r"invalid opcode"),
         (b"\x80\x02B\xff\xff\xff\x7f.", r"declares 2147483647 bytes, 1 remain"),
@@ -452,8 +454,10 @@ def fuzz_dir(cifar10_dir: Path, tmp_path: Path) -> Iterator[tuple[Path, dict[str
     small = {b"batch_label": real[b"batch_label"], b"labels": real[b"labels"][:2]}
     small[b"data"] = real[b"data"][:2]
     root = hostile.write_base(tmp_path / "cifar")
+    small[b"filenames"] = [b"a.png", b"b.png"]
     originals = {
-        "data_batch_1": pickle.dumps(small, protocol=2),
+        "data_batch_1": pickle.dumps(small, protocol=2),  # as Python 3 re-pickles it
+        "data_batch_2": hostile.py2_batch(small),  # as the official files are written
         "test_batch": pickle.dumps(small, protocol=5),
         "batches.meta": (cifar10_dir / "batches.meta").read_bytes(),
     }
@@ -473,12 +477,13 @@ def _check_mutant(root: Path, name: str, mutant: bytes, base: Any) -> str:
         want = [s.decode() for s in _reference(mutant)[b"label_names"]]
         assert ds.classes == want
         return "same" if ds.classes == base.classes else "changed"
-    split = ds.train if name == "data_batch_1" else ds.test
-    old = base.train if name == "data_batch_1" else base.test
+    split, old = (ds.test, base.test) if name == "test_batch" else (ds.train, base.train)
+    start = 2 if name == "data_batch_2" else 0  # after data_batch_1's two images
     ref = _reference(mutant)
     n = len(ref[b"labels"])
-    assert split.labels[:n].tolist() == list(ref[b"labels"])
-    np.testing.assert_array_equal(split.images[:n].numpy().reshape(n, -1), ref[b"data"])
+    assert split.labels[start : start + n].tolist() == list(ref[b"labels"])
+    got = split.images[start : start + n].numpy().reshape(n, -1)
+    np.testing.assert_array_equal(got, ref[b"data"])
     same = len(split) == len(old) and bool((split.images == old.images).all())
     return "same" if same and bool((split.labels == old.labels).all()) else "changed"
 

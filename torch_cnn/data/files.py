@@ -121,7 +121,10 @@ def _lstat_regular(path: Path) -> os.stat_result:
     if not stat.S_ISREG(st.st_mode):
         where = ""
         if stat.S_ISLNK(st.st_mode):
-            where = f" to {os.readlink(path)!r}"
+            try:
+                where = f" to {os.readlink(path)!r}"
+            except OSError:  # replaced meanwhile: the link's target does not matter
+                pass
         raise Cifar10FileError(
             f"{path} is {_kind(st.st_mode)}{where}; expected a regular file (links are not "
             f"followed inside a data directory: copy the file there instead)"
@@ -169,7 +172,8 @@ def open_data_file(path: StrPath, max_bytes: int = MAX_BATCH_BYTES) -> tuple[IO[
         raise Cifar10FormatError(
             f"{path} is {before.st_size:,} bytes, over the cap of {max_bytes:,}"
         )
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
+    flags = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # POSIX; lstat came first
     try:
         fd = os.open(path, flags)
     except FileNotFoundError as exc:
@@ -251,15 +255,19 @@ def _check_given_dir(path: Path, what: str) -> Path:
         return path
     # Accept the directory the tarball was extracted into (a real directory, not a link).
     sub = path / CIFAR10_DIRNAME
-    if (
-        CIFAR10_DIRNAME in entries
-        and stat.S_ISDIR(os.lstat(sub).st_mode)
-        and not missing_files(sub)
-    ):
+    if CIFAR10_DIRNAME in entries and _is_real_dir(sub) and not missing_files(sub):
         return sub
     raise Cifar10NotFoundError(
         f"{what} {path} lacks {', '.join(missing)}; expected all of {', '.join(REQUIRED_FILES)}"
     )
+
+
+def _is_real_dir(path: Path) -> bool:
+    """A directory, not a link to one."""
+    try:
+        return stat.S_ISDIR(os.lstat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _where_to_put(target: Path) -> str:
