@@ -227,6 +227,12 @@ class H5File:
                 f"{readable(stored)}; refused (a dataset that stores next to nothing)",
             )
         offset = ds.id.get_offset()  # contiguous data only; None otherwise
+        if offset is not None and declared and stored != declared:
+            raise self.fail(
+                place,
+                f"{ds.name} declares {readable(declared)} {tuple(ds.shape)} but its contiguous "
+                f"storage holds {readable(stored)}; the file is damaged",
+            )
         if stored > self.size or (offset is not None and offset + stored > self.size):
             raise self.fail(
                 place,
