@@ -16,8 +16,9 @@ queues in the order given, as Keras's own ``load_weights`` pairs a model's layer
 file; without it the order is the one a plain CNN has: Conv2D, each followed by the
 MaxPooling2D of the same rank, then Flatten, then Dense. Weights are always paired per class
 in the file's exact order, so a wrong guess about where a weightless layer sits can only make
-a port refuse, never load a kernel into the wrong layer. Keras 3 releases before 3.x wrote
-no group for a weightless layer and no ``name`` attribute: then ``layer_classes`` is needed.
+a port refuse, never load a kernel into the wrong layer. Keras 3 releases that did not yet
+store layer names (no ``name`` attribute on ``vars``) wrote no group for a weightless layer
+either: then ``layer_classes`` is needed.
 A Keras 2 weights ``.h5`` (``save_weights("w.h5")``) lists its layers by name without their
 classes: ``layer_classes`` pairs its layers with weights with the model's, in order, as
 ``legacy_h5_format.load_weights_from_hdf5_group`` does.

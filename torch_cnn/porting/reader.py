@@ -180,7 +180,8 @@ def _sniff(where: str, budget: Budget) -> str:
         raise budget.fail("", f"a directory without {CONFIG}; not a Keras model directory")
     if not stat.S_ISREG(st.st_mode):
         raise budget.fail("", "not a regular file (a FIFO, device or socket); refused")
-    with open(where, "rb") as fh:
+    fd = os.open(where, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO swapped in: no wait
+    with os.fdopen(fd, "rb") as fh:
         head = fh.read(8)
         if head[:4] in ZIP_MAGIC:
             return "keras"
@@ -308,7 +309,8 @@ def _read_sharded(where: str, config: dict[str, Any] | None, budget: Budget) -> 
 
 def _shard_index(where: str, budget: Budget) -> dict[str, set[str]]:
     """Shard file name → the vars groups (``/layers/conv2d/vars``) the index lists in it."""
-    index = parse_json(read_regular(where, budget, "", budget.limits.config_bytes), budget, "")
+    text = read_regular(where, budget, "", budget.limits.config_bytes, follow=True)
+    index = parse_json(text, budget, "")
     weight_map = index.get("weight_map") if isinstance(index, dict) else None
     if not isinstance(weight_map, dict):
         raise budget.fail("", "a JSON file but not a Keras sharded weights index (no weight_map)")

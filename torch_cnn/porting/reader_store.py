@@ -4,7 +4,8 @@ Part of the standalone reader (``reader.py``). ``saving_lib._save_container_stat
 the k-th layer of a class at ``layers/<snake case>_<k>`` in ``model.layers`` order (ops are
 not layers; a Sequential's InputLayer is not among its layers, a Functional's is), a nested
 model's layers under its own ``layers/``; every layer gets a ``vars`` group whose ``name``
-attribute (Keras ≥ 3.x) is the layer's name. ``H5IOStore.get`` also accepts tf.keras 2.13's
+attribute is the layer's name (Keras 3.15; older releases wrote groups only for layers with
+variables, and no names). ``H5IOStore.get`` also accepts tf.keras 2.13's
 ``_layer_checkpoint_dependencies`` in place of ``layers``.
 """
 

@@ -31,10 +31,11 @@ KERAS_METHODS = {zipfile.ZIP_STORED: "stored", zipfile.ZIP_DEFLATED: "deflated"}
 CHUNK = 1 << 20
 
 
-def regular_file(path: str, budget: Budget, place: str, cap: int) -> int:
-    """The size of ``path``, which must be a regular file (not a link, FIFO or device)."""
+def regular_file(path: str, budget: Budget, place: str, cap: int, *, follow: bool = False) -> int:
+    """The size of ``path``, which must be a regular file (not a FIFO or device, and unless
+    ``follow``, not a symbolic link: the user's own path may be one, a shard may not)."""
     try:
-        st = os.lstat(path)
+        st = os.stat(path) if follow else os.lstat(path)
     except OSError as exc:
         raise budget.fail(place, f"cannot be read ({exc.strerror})") from None
     if not stat.S_ISREG(st.st_mode):
@@ -45,10 +46,12 @@ def regular_file(path: str, budget: Budget, place: str, cap: int) -> int:
     return st.st_size
 
 
-def read_regular(path: str, budget: Budget, place: str, cap: int) -> bytes:
-    """A regular file's bytes, at most ``cap`` of them (opened without following links)."""
-    regular_file(path, budget, place, cap)
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
+def read_regular(path: str, budget: Budget, place: str, cap: int, *, follow: bool = False) -> bytes:
+    """A regular file's bytes, at most ``cap`` of them (``regular_file``; never blocking on a
+    FIFO swapped in after the check)."""
+    regular_file(path, budget, place, cap, follow=follow)
+    nofollow = 0 if follow else getattr(os, "O_NOFOLLOW", 0)
+    fd = os.open(path, os.O_RDONLY | nofollow | getattr(os, "O_NONBLOCK", 0))
     with os.fdopen(fd, "rb") as fh:
         if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
             raise budget.fail(place, "is not a regular file; only regular files are read")
