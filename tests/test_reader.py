@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shutil
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -408,3 +409,71 @@ def test_running_out_of_the_child_memory_limit_is_an_error(tmp_path: Path) -> No
     assert result.fate.exit_code == 0 and result.fate.signal is None
     assert "ran out of memory" in str(result.error) and "384.0 MiB" in str(result.error)
     assert result.fate.peak_rss_bytes is not None and result.fate.peak_rss_bytes < 384 * MIB
+
+
+def test_the_child_imports_the_reader_and_not_torch() -> None:
+    """``reader.py`` run by path loads NumPy, h5py and the reader modules only."""
+    code = (
+        "import runpy, sys\n"
+        f"sys.argv = ['reader.py', '--check', {str(ZOO / 'seed_like_cnn' / 'model.h5')!r}]\n"
+        "try:\n"
+        f"    runpy.run_path({str(isolate.READER)!r}, run_name='__main__')\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "import json\n"
+        "print(json.dumps(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'torch_cnn'))))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    summary, modules = proc.stdout.splitlines()
+    assert json.loads(summary)["format"] == "legacy-h5"
+    loaded = json.loads(modules)
+    assert "torch" not in loaded and all(
+        m.startswith("torch_cnn.porting") or m == "torch_cnn" for m in loaded
+    )
+    assert "torch_cnn.porting.reader_h5" in loaded
+
+
+def test_a_compiled_models_optimizer_variables(tmp_path: Path) -> None:
+    """``optimizer/vars/0..n`` of a ``.keras`` (the iteration count is an int64 scalar)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(ZOO / "seed_like_cnn" / "model.keras") as zf:
+        items = {n: zf.read(n) for n in zf.namelist()}
+    variables = [np.array(3, "i8"), np.array(1e-3, "f4"), np.ones((4, 4, 3, 2), "f4")]
+    buffer = io.BytesIO(items["model.weights.h5"])
+    with h5py.File(buffer, "a") as f:
+        group = f.create_group("optimizer/vars")
+        group.attrs["name"] = "adam"
+        for i, value in enumerate(variables):
+            group[str(i)] = value
+    items["model.weights.h5"] = buffer.getvalue()
+    config = json.loads(items["config.json"])
+    config["compile_config"] = {"optimizer": "adam", "loss": "mse"}
+    items["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "m.keras", "w") as zf:
+        for name, data in items.items():
+            zf.writestr(name, data)
+    got = reader.read(tmp_path / "m.keras")
+    assert got.optimizer is not None and got.compile_config == config["compile_config"]
+    assert_same_tree(got.optimizer["variables"], variables)
+    assert_same_tree(got.weights, reader.read(ZOO / "seed_like_cnn" / "model.keras").weights)
+
+
+@pytest.mark.keras
+@pytest.mark.slow
+def test_a_keras_compiled_and_fitted_model(keras: Any, tmp_path: Path) -> None:
+    model = keras.Sequential([keras.Input((6, 6, 3)), keras.layers.Conv2D(2, 3),
+                              keras.layers.BatchNormalization(), keras.layers.Flatten(),
+                              keras.layers.Dense(3)])  # fmt: skip
+    model.compile(optimizer="adam", loss="mse")
+    model.fit(np.ones((4, 6, 6, 3)), np.ones((4, 3)), verbose=0)
+    model.save(tmp_path / "m.keras")
+    model.save(tmp_path / "m.h5")
+    got, legacy = reader.read(tmp_path / "m.keras"), reader.read(tmp_path / "m.h5")
+    assert got.optimizer is not None and got.compile_config is not None
+    assert legacy.compile_config is not None and "optimizer_config" in legacy.compile_config
+    want = [np.asarray(v) for v in model.optimizer.variables]
+    assert_same_tree(got.optimizer["variables"], want)  # iterations, learning rate, m and v
+    assert_same_tree(got.weights, legacy.weights)
+    assert_same_tree(list(flat(got.weights or {})), [np.asarray(w) for w in model.weights])

@@ -8,38 +8,42 @@ legacy ``.h5``, ``.weights.h5`` and its sharded ``.weights.json``, Keras 2 weigh
   global: NumPy arrays and Keras variables are rebuilt by stand-ins from the bytes the
   pickle carries (``reader_zip``), anything else is refused by name.
 - **Nothing outside the file is read.** Every component of every HDF5 path must be a hard
-  link: soft and external links (at any depth, e.g. inside ``model_weights/<layer>/``),
-  external storage, virtual datasets and absolute names are refused, so no other file,
-  FIFO or device is ever opened. Shards must be plain file names beside their index,
-  regular files; a ``.keras`` directory's members regular files, not symbolic links. HDF5
-  filters other than those built into HDF5 and h5py are refused (no plugin is loaded).
-- **Sizes are checked before anything is read** (``reader_limits.Limits``, the defaults):
+  link, checked without following it (``name in group`` would already follow it: h5py
+  resolves the link to test it, and an external link to a FIFO blocks right there): soft
+  and external links at any depth (e.g. inside ``model_weights/<layer>/``), external
+  storage, virtual datasets, absolute names and ``..`` are refused, so no other file, FIFO
+  or device is ever opened. Shards must be plain file names beside their index and regular
+  files, as must a ``.keras`` directory's members (not symbolic links). HDF5 filters other
+  than those built into HDF5 and h5py are refused; the child sees no plugin directory.
+- **Sizes are checked before anything is read** (``reader_limits.Limits``; the defaults):
   one array ≤ 1 GiB, all arrays of a file ≤ 4 GiB, an archive member ≤ 4 GiB inflated and
   ≤ 100× its compressed size above 1 MiB (counted while inflating, never trusting the
-  declared size alone), ``config.json`` and other JSON ≤ 64 MiB and ≤ 100 levels deep,
-  ≤ 10,000 layers and ≤ 200,000 HDF5 objects, archive members or pickle items. A dataset
-  declaring more than 64 KiB and more than 100× the bytes it stores, or data beyond the end
-  of the file, is refused. Encrypted members and compression methods Keras does not write
-  are refused.
+  declared size alone), ``config.json`` and any other JSON or attribute ≤ 64 MiB and ≤ 100
+  levels deep, ≤ 10,000 layers, ≤ 200,000 HDF5 links, archive members or pickle globals,
+  HDF5 groups ≤ 64 deep. A dataset declaring more than 64 KiB and more than 100× the bytes
+  it stores, contiguous data of another size than declared, or data past the end of the
+  file, is refused. Encrypted members and compression methods Keras does not write (it
+  writes stored and deflated) are refused.
 - **Only numbers are loaded:** float16/32/64 in either byte order (returned in the
-  machine's: Keras reads big-endian files bit-identically) and integer scalars (counters
-  such as Normalization's ``count``); integer arrays, bool, complex, strings, compound and
-  bfloat16-tagged data are refused naming the layer and dataset. NaN and Inf are loaded
-  and reported (``KerasFileContents.nonfinite``; torch-cnn warns).
+  machine's: Keras reads big-endian files bit-identically) and integer scalars (counters:
+  Normalization's ``count``, an optimizer's iterations); integer arrays, bool, complex,
+  strings, compound, float128 and bfloat16-tagged data are refused naming the layer and
+  dataset. NaN and Inf are loaded and reported (``KerasFileContents.nonfinite``; the
+  library's readers warn).
 - **Native crashes and hangs stay in a child process.** A damaged file can make libhdf5
-  crash or spin; ``read_isolated`` (what ``from_keras``, ``load_keras_weights`` and the
-  CLI use) parses the file in a child process (``python reader.py``: NumPy and h5py, no
-  torch; about 0.3 s to start) under a wall-clock timeout (60 s; its whole process group is
-  killed) and an address-space limit (``RLIMIT_AS``: what the caps allow plus 1 GiB). A
-  crash, a timeout or running out of memory becomes a ``KerasFileError`` (the public API's
-  ``PortingError``) naming the file and what happened. ``isolate=False`` reads in the
-  calling process instead: faster, with the same checks, but a crash in libhdf5 would be
-  the caller's.
+  crash or spin for minutes; ``read_isolated`` (what ``from_keras``, ``load_keras_weights``
+  and the CLI use) parses the file in a child process (``python reader.py``: NumPy and
+  h5py, no torch; about 0.3 s to start) under a wall-clock limit (60 s, then its whole
+  process group is killed) and an address-space limit (``RLIMIT_AS``: every array and one
+  archive member the caps allow, plus 1 GiB). A crash, a timeout or running out of memory
+  becomes a ``KerasFileError`` (``PortingError`` from the library's readers) naming the
+  file and what happened. ``isolate=False`` reads in the calling process instead: faster,
+  with the same checks, but a crash or hang in libhdf5 would then be the caller's.
 
 Every refusal is an error naming the file, the place in it (archive member, HDF5 path,
 layer) and what was expected against what was found. Writing is never done in place: a
-``.weights.h5`` is built in memory (HDF5's core driver) and written with plain file I/O to a temporary file that
-is renamed over the target (``keras_writer``).
+``.weights.h5`` is built in memory (HDF5's core driver) and written with plain file I/O to
+a temporary file renamed over the target (``keras_writer``).
 """
 
 from __future__ import annotations
@@ -61,7 +65,7 @@ from torch_cnn.porting.reader_limits import DEFAULT_LIMITS, GIB, KerasFileError,
 
 __all__ = ["DEFAULT_TIMEOUT", "ChildFate", "ChildRead", "read_isolated", "run_reader"]
 
-DEFAULT_TIMEOUT = 60.0  # seconds: the zoo's files take milliseconds, VGG16's .keras about 2 s
+DEFAULT_TIMEOUT = 60.0  # seconds; the zoo's files take milliseconds
 READER = Path(reader.__file__).resolve()
 # One thread each: BLAS and OpenMP pools reserve address space the reader never uses.
 _CHILD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
