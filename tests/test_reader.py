@@ -477,3 +477,25 @@ def test_a_keras_compiled_and_fitted_model(keras: Any, tmp_path: Path) -> None:
     assert_same_tree(got.optimizer["variables"], want)  # iterations, learning rate, m and v
     assert_same_tree(got.weights, legacy.weights)
     assert_same_tree(list(flat(got.weights or {})), [np.asarray(w) for w in model.weights])
+
+
+def test_chunked_layer_names_and_tf_keras_2_13_store_names(tmp_path: Path) -> None:
+    """``layer_names0, layer_names1`` (too long for one header message) and tf.keras 2.13's
+    ``_layer_checkpoint_dependencies`` in place of ``layers`` (``H5IOStore.get``)."""
+    seed = ZOO / "seed_like_cnn"
+    want = reader.read(seed / "model.keras")
+    legacy = tmp_path / "m.h5"
+    shutil.copyfile(seed / "model.h5", legacy)
+    with h5py.File(legacy, "a") as f:
+        names = f["model_weights"].attrs["layer_names"]
+        del f["model_weights"].attrs["layer_names"]
+        f["model_weights"].attrs["layer_names0"] = names[:2]
+        f["model_weights"].attrs["layer_names1"] = names[2:]
+    assert_same_tree(reader.read(legacy).weights, want.weights)
+    store = tmp_path / "m.weights.h5"
+    shutil.copyfile(seed / "model.weights.h5", store)
+    with h5py.File(store, "a") as f:
+        f.move("layers", "_layer_checkpoint_dependencies")
+    got = reader.read(store, config=want.config)
+    assert got.format == "weights-h5"
+    assert_same_tree(got.weights, want.weights)
