@@ -102,7 +102,12 @@ def checkpoint_state(
     history: History,
     config: Mapping[str, Any],
 ) -> dict[str, Any]:
-    rng: dict[str, torch.Tensor] = {"generator": generator.get_state()}
+    # "torch": the global CPU stream fit gives dropout and noise layers (inside fork_rng); a
+    # resumed run must continue it, not reseed it, to draw the masks an uninterrupted run draws.
+    rng: dict[str, torch.Tensor] = {
+        "generator": generator.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
     return {
@@ -196,6 +201,8 @@ def restore(
     model.load_state_dict(ckpt["model"], strict=True)
     optimizer.load_state_dict(ckpt["optimizer"])
     generator.set_state(ckpt["rng"]["generator"])
+    if "torch" in ckpt["rng"]:  # checkpoints from before it was recorded reseed the stream
+        torch.set_rng_state(ckpt["rng"]["torch"])
     if device.type == "cuda" and "cuda" in ckpt["rng"]:
         torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
     restored = History(ckpt["history"], ckpt["seconds"])
