@@ -40,6 +40,7 @@ __all__ = [
     "keras_trainable_variables",
     "optimizer_from_keras",
     "optimizer_from_keras_state",
+    "read_keras_optimizer",
 ]
 
 Transform = Callable[[np.ndarray], np.ndarray]
@@ -178,7 +179,8 @@ def optimizer_from_keras(model: nn.Module, source: Any) -> KerasOptimizer:
     restores a ``.keras`` file's optimizer there), or a path to a ``.keras`` archive saved after
     ``compile`` (read with ``torch_cnn.porting.keras_files.read_keras_source``, no TensorFlow).
     ``model`` is the converted model of the same Keras model (``torch_cnn.from_keras``).
-    A source without a compiled optimizer raises ``ValueError``.
+    A source without a compiled optimizer raises ``ValueError`` (``read_keras_optimizer``
+    tells beforehand).
 
     For example::
 
@@ -187,32 +189,48 @@ def optimizer_from_keras(model: nn.Module, source: Any) -> KerasOptimizer:
         optimizer = optimizer_from_keras(model, keras_model)
         torch_cnn.fit(model, (images, labels), optimizer=optimizer, epochs=3)  # continues
     """
-    if isinstance(source, str | os.PathLike):
-        config, variables = _file_optimizer(source)
-    elif hasattr(source, "layers") and hasattr(source, "get_config"):
-        config, variables = _live_optimizer(source)
-    else:
-        raise TypeError(
-            "optimizer_from_keras expects a compiled keras.Model or a path to a .keras archive; "
-            f"received {type(source).__name__}"
+    saved = read_keras_optimizer(source)
+    if saved is None:
+        raise ValueError(
+            f"{_where(source)} carries no optimizer (not compiled, or saved without one); "
+            "pass an optimizer of your own to fit"
         )
-    return optimizer_from_keras_state(model, config, variables)
+    return optimizer_from_keras_state(model, *saved)
 
 
-def _live_optimizer(keras_model: Any) -> tuple[dict[str, Any], list[np.ndarray]]:
+def read_keras_optimizer(source: Any) -> tuple[Any, list[np.ndarray] | None] | None:
+    """``(optimizer config, optimizer variables)`` a Keras source carries, or ``None``.
+
+    ``source`` as ``optimizer_from_keras`` takes it. The variables are ``None`` where the
+    source records the optimizer's config but not its state.
+    """
+    if isinstance(source, str | os.PathLike):
+        return _file_optimizer(source)
+    if hasattr(source, "layers") and hasattr(source, "get_config"):
+        return _live_optimizer(source)
+    raise TypeError(
+        "expected a compiled keras.Model or a path to a .keras archive; "
+        f"received {type(source).__name__}"
+    )
+
+
+def _where(source: Any) -> str:
+    if isinstance(source, str | os.PathLike):
+        return os.fspath(source)
+    return f"Keras model {getattr(source, 'name', '?')!r}"
+
+
+def _live_optimizer(keras_model: Any) -> tuple[dict[str, Any], list[np.ndarray]] | None:
     optimizer = getattr(keras_model, "optimizer", None)
     if optimizer is None:
-        raise ValueError(
-            f"Keras model {getattr(keras_model, 'name', '?')!r} is not compiled: it has no "
-            "optimizer to resume (compile it, or pass an optimizer of your own to fit)"
-        )
+        return None
     import keras  # a live model means Keras is importable
 
     config: dict[str, Any] = keras.saving.serialize_keras_object(optimizer)
     return config, [np.asarray(v) for v in optimizer.variables]
 
 
-def _file_optimizer(path: str | os.PathLike[str]) -> tuple[Any, list[np.ndarray] | None]:
+def _file_optimizer(path: str | os.PathLike[str]) -> tuple[Any, list[np.ndarray] | None] | None:
     where = os.fspath(path)
     from torch_cnn.porting import keras_files
 
@@ -229,9 +247,6 @@ def _file_optimizer(path: str | os.PathLike[str]) -> tuple[Any, list[np.ndarray]
     saved = getattr(contents, "optimizer", None) or {}
     entry = saved.get("config") or compile_config.get("optimizer")
     if entry is None:
-        raise ValueError(
-            f"{where}: the file carries no optimizer (saved without compile, or a "
-            f"{contents.format} file); pass an optimizer of your own to fit"
-        )
+        return None
     variables = saved.get("variables")
     return entry, None if variables is None else [np.asarray(v) for v in variables]
