@@ -37,14 +37,16 @@ import pytest
 import torch
 
 import torch_cnn
+from parity_tests.helpers import MODEL_NAMES, build_seeded_pair
 from torch_cnn.convert.optimizer import (
     keras_trainable_variables,
     optimizer_from_keras,
     optimizer_from_keras_state,
+    read_keras_optimizer,
 )
 from torch_cnn.data import load_cifar10
 from torch_cnn.layers.norm import BatchNorm1d, BatchNorm2d
-from torch_cnn.models import KerasGraph
+from torch_cnn.models import KerasGraph, KerasStyleNet
 from torch_cnn.optim import keras_optimizer_state
 from torch_cnn.porting.graph_weights import tree_from_keras_model, tree_from_model
 from torch_cnn.train.objective import objective_for
@@ -488,3 +490,64 @@ def test_resume_from_path_once_the_reader_lands(
     assert_same_state(
         optimizer_from_keras(model, path), optimizer_from_keras_state(model, entry, variables)
     )
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed_model", MODEL_NAMES)
+def test_seed_model_continues_keras_optimizer(
+    keras: ModuleType, cifar10_dir: Path, seed_model: str
+) -> None:
+    """A seed architecture converts to its registered model (``KerasStyleNet``); its
+    optimizer state resumes too (the Flatten → Dense rows permuted in every slot)."""
+    from keras_ref import dtype_scope
+    from torch_cnn.porting import torch_to_keras
+
+    keras_model, _ = build_seeded_pair(keras, seed_model, "float64", seed=WEIGHT_SEED)
+    steps = batches(cifar10_dir, "bn_branches")[:6]
+    # What fit's objective is: cross-entropy from the logits of a linear head (model_cifar10).
+    from_logits = keras_model.layers[-1].get_config()["activation"] == "linear"
+    with dtype_scope("float64"):
+        keras_model.compile(
+            optimizer=keras.optimizers.SGD(0.002, momentum=0.9, nesterov=True),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits),
+            jit_compile=False,
+        )
+        for x, y in steps[:3]:
+            keras_model.train_on_batch(x, y)
+        model = torch_cnn.from_keras(keras_model, dtype=torch.float64)
+        assert isinstance(model, KerasStyleNet)
+        trainable = keras_trainable_variables(model)
+        assert [tuple(v.shape) for v in keras_model.trainable_variables] == [
+            v.shape for v in trainable
+        ]
+        optimizer = optimizer_from_keras(model, keras_model)
+        saved = read_keras_optimizer(keras_model)
+        assert saved is not None
+        fresh_model = torch_cnn.from_keras(keras_model, dtype=torch.float64)
+        fresh = optimizer_from_keras_state(fresh_model, saved[0])  # the config alone: wrong
+        keras_losses = [float(keras_model.train_on_batch(x, y)) for x, y in steps[3:]]
+    keras_final = [np.asarray(w) for w in keras_model.get_weights()]
+
+    def continue_in_torch(
+        model: torch.nn.Module, optimizer: torch.optim.Optimizer
+    ) -> tuple[float, float]:
+        model.train()
+        step = TrainStep(
+            model, optimizer, torch.device("cpu"), bf16=False, channels_last=False,
+            compile=False, across_ranks=False, objective=objective_for(model),
+        )  # fmt: skip
+        losses = [
+            float(step(nchw(x), torch.from_numpy(y), len(y))[0]) / len(y) for x, y in steps[3:]
+        ]
+        final = [a for layer in torch_to_keras(model) for a in layer]
+        delta = max(float(np.abs(a - b).max()) for a, b in zip(final, keras_final, strict=True))
+        return max(abs(a - b) for a, b in zip(losses, keras_losses, strict=True)), delta
+
+    loss_delta, delta = continue_in_torch(model, optimizer)
+    _, miss = continue_in_torch(fresh_model, fresh)
+    print(
+        f"{seed_model} resumed with Keras's SGD state: losses |Δ| {loss_delta:.3g}, weights "
+        f"{delta:.3g}; without the state: weights {miss:.3g}"
+    )
+    assert loss_delta <= LOSS_ATOL and delta <= WEIGHTS_ATOL
+    assert miss > WRONG_MIN_MISS
