@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.data import TensorDataset
 
 import torch_cnn
-from tests.helpers import KEYS, assert_same, small_data_dir, subset
+from tests.helpers import KEYS, assert_same, load_script, small_data_dir, subset
 from torch_cnn import data
 from torch_cnn.cli import main as cli_main
 from torch_cnn.layers.norm import BatchNorm2d
@@ -312,7 +312,11 @@ def test_cli_from_keras_refuses_what_cifar10_cannot_feed(
 
 
 def test_optimizer_from_keras_needs_a_compiled_source(keras: ModuleType) -> None:
-    from torch_cnn.convert.optimizer import optimizer_from_keras, read_keras_optimizer
+    from torch_cnn.convert.optimizer import (
+        optimizer_from_keras,
+        optimizer_from_keras_state,
+        read_keras_optimizer,
+    )
 
     keras_model = residual(keras)
     model = torch_cnn.from_keras(keras_model)
@@ -325,3 +329,53 @@ def test_optimizer_from_keras_needs_a_compiled_source(keras: ModuleType) -> None
     assert len(optimizer.param_groups[0]["params"]) == len(keras_model.trainable_variables)
     with pytest.raises(TypeError, match="received int"):
         optimizer_from_keras(model, 3)
+    wrong = [np.int64(4), np.float32(0.01), np.zeros((3, 3))]  # not one slot per variable
+    with pytest.raises(ValueError, match=r"does not fit model 'residual' \(9 trainable"):
+        optimizer_from_keras_state(model, "sgd", wrong)
+
+
+# ---------------------------------------------------------------------------------------------
+# scripts/accuracy_parity_converted.py
+
+
+@pytest.mark.slow
+def test_accuracy_parity_script_tiny(
+    keras: ModuleType, cifar10_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One epoch, one seed, few images: the table, both frameworks, the gap and its verdict."""
+    script = load_script("accuracy_parity_converted")
+    argv = ["--data-dir", str(cifar10_dir), "--epochs", "1", "--seeds", "3"]
+    argv += ["--train-images", "256", "--test-images", "128", "--model", "residual_bn"]
+    assert script.main([*argv, "--max-gap", "100"]) == 0
+    out = capsys.readouterr().out
+    rows = [line for line in out.splitlines() if line.startswith("| ")]  # not the |---| rule
+    assert rows[0].startswith("| residual_bn | test accuracy %, mean ± sd (1 seed)")
+    accs = {}
+    assert len(rows) == 4
+    for row in rows[1:3]:
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        mean, sd = (float(v) for v in cells[1].split(" ± "))
+        assert sd == 0.0 and mean == float(cells[2]) and 0.0 <= mean <= 100.0
+        accs["keras" if cells[0].startswith("Keras") else "torch"] = mean
+    assert set(accs) == {"keras", "torch"}
+    gap = rows[3].split("|")[2].strip()
+    assert rows[3].startswith("| difference (torch_cnn − Keras) |") and gap.endswith(" points")
+    assert float(gap.split()[0]) == pytest.approx(accs["torch"] - accs["keras"], abs=0.011)
+    assert "256 training / 128 test images" in out and "(≤ 100: ok)" in out
+    # A bar no gap can meet: exit status 1, and the verdict says so.
+    assert script.main([*argv, "--max-gap", "-1"]) == 1
+    assert "(≤ -1: FAIL)" in capsys.readouterr().out
+
+
+def test_cli_from_keras_refuses_labels_the_model_cannot_take(
+    keras: ModuleType, cifar10_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One sigmoid unit on CIFAR-10's ten classes: refused before training, nothing written."""
+    path = tmp_path / "binary.keras"
+    keras.utils.set_random_seed(0)
+    sigmoid_model(keras).save(path)
+    out = tmp_path / "run"
+    argv = ["train", "--from-keras", str(path), "--data-dir", str(cifar10_dir), "--out", str(out)]
+    assert cli_main([*argv, "--device", "cpu"]) == 2
+    assert "labels must lie in 0..1" in capsys.readouterr().err
+    assert not out.exists()

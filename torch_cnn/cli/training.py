@@ -49,7 +49,7 @@ from torch_cnn.train import (
     model_from_checkpoint,
     seeded_model,
 )
-from torch_cnn.train.objective import Data, objective_for
+from torch_cnn.train.objective import Data, check_labels, objective_for
 from torch_cnn.train.run import run_metrics, write_run_dir
 
 DEFAULT_EPOCHS = 10
@@ -85,6 +85,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
     try:
         setup = _from_keras(args) if args.from_keras else _registered(args)
         train_split, test_split, resized = _fit_images(ds, setup.model)
+        check_labels(ds.train.labels, objective_for(setup.model))  # e.g. ten classes, one unit
     except (ValueError, TypeError) as exc:  # a model or optimizer the run cannot take
         print(f"torch-cnn train: error: {exc}", file=sys.stderr)
         return 2
