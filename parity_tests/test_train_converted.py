@@ -468,15 +468,13 @@ def test_resume_keras_file_matches_keras_continuing(
 
 
 @pytest.mark.slow
-def test_resume_from_path_once_the_reader_lands(
+def test_optimizer_from_a_keras_file_path(
     keras: ModuleType, cifar10_dir: Path, tmp_path: Path
 ) -> None:
-    """``optimizer_from_keras(model, "m.keras")`` reads the file itself: the same state."""
+    """``optimizer_from_keras(model, "m.keras")`` reads the file itself (no TensorFlow): the
+    state Keras's own archive members give."""
     from keras_ref import dtype_scope
-    from torch_cnn.porting import keras_files
 
-    if not hasattr(keras_files, "read_keras_source"):
-        pytest.skip("torch_cnn.porting.keras_files.read_keras_source has not landed yet")
     name, opt = "bn_branches", "rmsprop_centered"
     keras_model = seeded_keras_model(keras, name)
     path = tmp_path / "m.keras"

@@ -219,26 +219,14 @@ def _from_keras(args: argparse.Namespace) -> _Setup:
 
 
 def load_keras_file(path: str | os.PathLike[str]) -> tuple[TorchCnnModel, Any]:
-    """The converted model of a Keras file, and where its optimizer can be read from.
-
-    ``torch_cnn.from_keras(path)`` reads the file without TensorFlow. Where that reader is
-    not available in this torch_cnn, Keras loads the file (``keras.saving.load_model``,
-    safe mode, with its compiled optimizer) and the live model is converted.
-    """
+    """The converted model of a Keras file (read without TensorFlow), and where its optimizer
+    is read from (the file itself)."""
     import torch_cnn
 
-    try:
-        model: Any = torch_cnn.from_keras(path)
-        source: Any = path
-    except ImportError:  # no Keras-free reader of files (torch_cnn.porting.keras_files)
-        from torch_cnn.cli.common import import_keras
-
-        keras, _ = import_keras("train --from-keras")
-        source = keras.saving.load_model(path)
-        model = torch_cnn.from_keras(source)
+    model = torch_cnn.from_keras(path)
     if not isinstance(model, KerasGraph | KerasStyleNet):  # pragma: no cover - from_keras's types
         raise TypeError(f"{path}: converted to a {type(model).__name__}")
-    return model, source
+    return model, path
 
 
 def _input_chw(model: TorchCnnModel) -> tuple[int | None, ...]:

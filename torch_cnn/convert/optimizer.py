@@ -231,20 +231,11 @@ def _live_optimizer(keras_model: Any) -> tuple[dict[str, Any], list[np.ndarray]]
 
 
 def _file_optimizer(path: str | os.PathLike[str]) -> tuple[Any, list[np.ndarray] | None] | None:
-    where = os.fspath(path)
-    from torch_cnn.porting import keras_files
+    from torch_cnn.porting.keras_files import read_keras_source
 
-    reader = getattr(keras_files, "read_keras_source", None)
-    if reader is None:
-        raise ConversionError(
-            f"{where}: reading a Keras file's optimizer needs "
-            "torch_cnn.porting.keras_files.read_keras_source, which this torch_cnn lacks; "
-            "pass the model keras.saving.load_model returns instead"
-        )
-    contents = reader(path)
-    config = contents.config if isinstance(contents.config, Mapping) else {}
-    compile_config = config.get("compile_config") or {}
-    saved = getattr(contents, "optimizer", None) or {}
+    contents = read_keras_source(path)
+    compile_config = contents.compile_config or {}
+    saved = contents.optimizer or {}
     entry = saved.get("config") or compile_config.get("optimizer")
     if entry is None:
         return None
