@@ -8,6 +8,7 @@ the last good checkpoint.
 
 from __future__ import annotations
 
+import copy
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -74,13 +75,14 @@ def model_from_checkpoint(
             "Keras model?); its run directory's model.safetensors rebuilds it "
             "(torch_cnn.load, or torch-cnn evaluate --checkpoint DIR/model.safetensors)"
         )
-    model = create_model(name)
+    dtype = getattr(torch, str(ckpt["config"].get("dtype", "float32")), None)
+    if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
+        raise CheckpointError(f"{path}: unexpected dtype {ckpt['config'].get('dtype')!r}")
+    model = create_model(name, dtype=dtype)
     if not isinstance(model, KerasStyleNet):  # pragma: no cover - every registered model is one
         raise CheckpointError(f"{path}: {ckpt['config']['model']!r} is not a KerasStyleNet")
-    try:
-        model.load_state_dict(ckpt["model"], strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: weights do not fit {model.name!r}: {exc}") from exc
+    _check_model_state(Path(path), ckpt.get("model"), model)
+    model.load_state_dict(ckpt["model"], strict=True)
     return model.to(device) if device is not None else model
 
 
@@ -181,6 +183,28 @@ def _differs(key: str, saved: Any, current: Any) -> bool:
     return False
 
 
+def _check_model_state(path: Path, state: Any, model: TorchCnnModel) -> None:
+    """The checkpoint's weights against the model: names, shapes and dtypes, before anything is
+    loaded (``load_state_dict`` copies what fits before it reports what does not, and casts)."""
+    if not isinstance(state, Mapping) or not all(
+        isinstance(v, torch.Tensor) for v in state.values()
+    ):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict; nothing was loaded")
+    want = model.state_dict()
+    missing, extra = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    wrong = [
+        f"{k}: {tuple(state[k].shape)} {state[k].dtype} in the file, {tuple(want[k].shape)} "
+        f"{want[k].dtype} in the model"
+        for k in sorted(set(want) & set(state))
+        if tuple(state[k].shape) != tuple(want[k].shape) or state[k].dtype != want[k].dtype
+    ]
+    if missing or extra or wrong:
+        raise CheckpointError(
+            f"{path}: its weights do not fit {model.name!r} (missing {missing}, unexpected "
+            f"{extra}, wrong {wrong}); nothing was loaded"
+        )
+
+
 def restore(
     path: Path,
     ckpt: Mapping[str, Any],
@@ -205,9 +229,22 @@ def restore(
             f"cannot resume from {path}: it was written with {_describe_batch(saved)}; "
             f"received {_describe_batch(config)}"
         )
-    model.load_state_dict(ckpt["model"], strict=True)
-    optimizer.load_state_dict(ckpt["optimizer"])
-    generator.set_state(ckpt["rng"]["generator"])
+    _check_model_state(path, ckpt.get("model"), model)
+    # Everything below can still refuse the checkpoint: the model and optimizer are loaded
+    # from copies taken first, and put back as they were if anything fails.
+    model_before = cpu_state(model.state_dict())
+    optimizer_before = copy.deepcopy(optimizer.state_dict())
+    try:
+        model.load_state_dict(ckpt["model"], strict=True)
+        optimizer.load_state_dict(ckpt["optimizer"])
+        generator.set_state(ckpt["rng"]["generator"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        model.load_state_dict(model_before, strict=True)
+        optimizer.load_state_dict(optimizer_before)
+        raise CheckpointError(
+            f"cannot resume from {path}: its optimizer or RNG state does not fit this run "
+            f"({type(exc).__name__}: {exc}); the model and optimizer are unchanged"
+        ) from exc
     if "torch" in ckpt["rng"]:  # checkpoints from before it was recorded reseed the stream
         torch.set_rng_state(ckpt["rng"]["torch"])
     if device.type == "cuda" and "cuda" in ckpt["rng"]:
