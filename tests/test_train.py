@@ -456,3 +456,40 @@ def test_cli_ctrl_c_then_resume_equals_uninterrupted(
     )
     full_history = json.loads((tmp_path / "full" / "history.json").read_text())
     assert json.loads((cut / "history.json").read_text()) == full_history
+
+
+def test_fit_with_a_checkpoint_dir_writes_the_run_directory_train_writes(
+    ds: data.Cifar10, tmp_path: Path
+) -> None:
+    """The API and the CLI agree on what a run directory holds (the same files, the same
+    schema): fit's metrics come from its validation data, labelled as such."""
+    out = tmp_path / "run"
+    model = seeded_model("model_cnn", 0)
+    history = fit(model, subset(ds.train, 64), subset(ds.test, 40), epochs=1, batch_size=16,
+                  device="cpu", progress=False, checkpoint_dir=out, class_names=ds.classes)  # fmt: skip
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["confusion.png", "curves.png", "history.json", CHECKPOINT_NAME, "metrics.json",
+         "model.safetensors"]
+    )  # fmt: skip
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["split"] == "validation" and metrics["num_test"] == 40
+    assert list(metrics["per_class_accuracy"]) == ds.classes
+    assert metrics["test_accuracy"] == history["val_accuracy"][-1]
+    assert json.loads((out / "history.json").read_text()) == dict(history)
+    assert_same(torch_cnn.load(out / "model.safetensors").state_dict(), model.state_dict(), "w")
+
+
+def test_a_diverged_run_keeps_its_history_with_nan_as_null(tmp_path: Path) -> None:
+    """TerminateOnNaN: fit stops at the step the loss became NaN, says where, and the run
+    directory is still written (history.json holds null where the loss was NaN)."""
+    x, y = torch.rand(64, 3, 32, 32), torch.arange(64) % 10
+    model = seeded_model("model_cnn", 0)
+    with torch.no_grad():
+        model.get_parameter("fc.weight").fill_(float("nan"))
+    history = fit(model, (x, y), epochs=3, batch_size=16, device="cpu", progress=False,
+                  checkpoint_dir=tmp_path)  # fmt: skip
+    assert history.stopped is not None and "epoch 1, step 1" in history.stopped
+    assert history.epochs == 1
+    saved = json.loads((tmp_path / "history.json").read_text())
+    assert saved["loss"] == [None]
+    assert not (tmp_path / CHECKPOINT_NAME).exists()  # no epoch completed: nothing to resume

@@ -29,7 +29,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +50,7 @@ from torch_cnn.train.checkpoint import (
 from torch_cnn.train.objective import Data, as_tensors, objective_for
 from torch_cnn.train.progress import Progress
 from torch_cnn.train.results import EvalResult, History
+from torch_cnn.train.run import fit_run_dir
 from torch_cnn.train.step import (
     BatchCallback,
     TrainStep,
@@ -251,6 +252,7 @@ def fit(
     on_epoch_end: EpochCallback | None = None,
     on_batch_end: BatchCallback | None = None,
     distributed: bool | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> History:
     """Train ``model`` in place, as Keras's ``model.fit(..., shuffle=True)``; returns the history.
 
@@ -273,6 +275,11 @@ def fit(
       the data is copied there once. ``channels_last``, ``bf16`` (autocast; the loss stays in
       float32) and ``compile`` (``torch.compile`` of ``model.logits``) are off by default.
     - **Optimizer**: ``default_optimizer`` (Keras's Adam) unless ``optimizer`` is given.
+    - **Run directory**: with ``checkpoint_dir``, when training ends ``fit`` writes the run
+      directory ``torch-cnn train`` writes (``torch_cnn.train.run``): ``history.json``,
+      ``curves.png``, ``model.safetensors`` and, when validation data was given,
+      ``metrics.json`` and ``confusion.png`` of the last validation (labelled with
+      ``class_names``), besides ``last.pt``.
     - **Checkpoints**: with ``checkpoint_dir``, after every epoch ``checkpoint_dir/last.pt`` is
       replaced atomically by the model, optimizer and generator states, the epoch, the history
       and the config (tensors and plain containers only: it loads with ``weights_only=True``).
@@ -353,6 +360,8 @@ def fit(
             ckpt_path=ckpt_path, progress=progress, on_epoch_end=on_epoch_end,
             on_batch_end=on_batch_end, eval_batch_size=batch_size,
         )  # fmt: skip
+    if ckpt_path is not None and rank == 0:
+        fit_run_dir(ckpt_path.parent, model, history, class_names)
     return history
 
 
@@ -392,6 +401,7 @@ def _train_epochs(
                 )  # fmt: skip
                 model.train()
                 logs |= {"val_loss": result.loss, "val_accuracy": result.accuracy}
+                history.final_eval = result
             seconds = time.perf_counter() - t0
             history.append(logs, seconds)
             if step.diverged is not None:  # the last good checkpoint stays; this epoch is not saved

@@ -21,6 +21,7 @@ class History(dict[str, list[float]]):
         self.seconds = [float(s) for s in seconds]
         self.config: dict[str, Any] = {}  # the run's settings, as fit recorded them
         self.stopped: str | None = None  # why training stopped early (a NaN loss), if it did
+        self.final_eval: EvalResult | None = None  # the last validation, in full
 
     @property
     def epochs(self) -> int:

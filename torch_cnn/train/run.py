@@ -50,15 +50,19 @@ def run_metrics(
     versions_: Mapping[str, str] | None = None,
     world_size: int = 1,
     backend: str | None = None,
+    split: str = "test",
 ) -> dict[str, Any]:
     """The ``metrics.json`` record of a run (one schema for the torch and Keras scripts).
 
     ``world_size`` and ``backend``: how many processes trained, over which
-    ``torch.distributed`` backend (``None`` for one process).
+    ``torch.distributed`` backend (``None`` for one process). ``split`` names the data the
+    ``test_*`` numbers are measured on: "test" (``torch-cnn train``), or "validation" when
+    ``fit`` writes the record from the validation data it was given.
     """
     return {
         "framework": framework,
         "model": model,
+        "split": split,
         "test_loss": result.loss,
         "test_accuracy": result.accuracy,
         "per_class_accuracy": {
@@ -84,23 +88,55 @@ def write_run_dir(
     out: str | os.PathLike[str],
     model: nn.Module,
     history: History,
-    result: EvalResult,
-    classes: Sequence[str],
-    metrics: Mapping[str, Any],
+    result: EvalResult | None = None,
+    classes: Sequence[str] | None = None,
+    metrics: Mapping[str, Any] | None = None,
     *,
     title: str,
 ) -> list[str]:
-    """Write history, metrics, both plots and the weights into ``out``; returns the file names.
+    """Write the run directory into ``out``; returns the names of the files it holds.
 
+    Always ``history.json`` (NaN, as after a diverged run, as null), ``curves.png`` and
+    ``model.safetensors``; with an evaluation, ``metrics.json`` and ``confusion.png`` too.
     Each file is written atomically; ``last.pt`` is ``fit``'s own (``checkpoint_dir=out``).
     """
     from torch_cnn.plots import plot_confusion, plot_history
     from torch_cnn.weights import save
 
     out = Path(out)
-    write_json(out / HISTORY_FILE, history)
-    write_json(out / METRICS_FILE, metrics)
+    write_json(out / HISTORY_FILE, {k: [json_number(v) for v in vs] for k, vs in history.items()})
     plot_history(history, out / CURVES_FILE)
-    plot_confusion(result.confusion, list(classes), out / CONFUSION_FILE, title=title)
     save(model, out / WEIGHTS_FILE)
+    if result is not None and metrics is not None:
+        write_json(out / METRICS_FILE, metrics)
+        names = (
+            list(classes) if classes is not None else [str(i) for i in range(len(result.confusion))]
+        )
+        plot_confusion(result.confusion, names, out / CONFUSION_FILE, title=title)
     return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def fit_run_dir(
+    out: Path, model: nn.Module, history: History, classes: Sequence[str] | None
+) -> list[str]:
+    """What ``fit(checkpoint_dir=out)`` leaves when it ends: the run directory, its metrics
+    from the last validation (when ``fit`` was given validation data)."""
+    from torch_cnn.env import describe_device
+
+    result = history.final_eval
+    config = history.config
+    metrics = None
+    if result is not None:
+        names = (
+            list(classes) if classes is not None else [str(i) for i in range(len(result.confusion))]
+        )
+        metrics = run_metrics(
+            result, names, framework="torch", model=str(config.get("model")),
+            seconds=sum(history.seconds), epoch_seconds=history.seconds,
+            device=describe_device(str(config.get("device", "cpu"))),
+            seed=int(config.get("seed", 0)), data_dir="", num_train=int(config.get("num_train", 0)),
+            config=config, world_size=int(config.get("world_size", 1)),
+            backend=config.get("backend"), split="validation",
+        )  # fmt: skip
+    title = f"{config.get('model')} ({'validation' if result is not None else 'training'})"
+    return write_run_dir(out, model, history, result, classes, metrics, title=title)
