@@ -57,7 +57,11 @@ MAX_ARRAY_BYTES = 1 << 30  # an .npy of uint8 images: 1 GiB (about 350,000 CIFAR
 DEFAULT_TOP_K = 5
 
 
-class ImageError(ValueError):
+class PredictError(ValueError):
+    """A model or images that ``predict`` cannot take; the message says what and why."""
+
+
+class ImageError(PredictError):
     """An image file that cannot be read, or does not fit the model; the message names it."""
 
 
@@ -88,8 +92,8 @@ class Prediction:
 
 
 def input_size(model: nn.Module) -> tuple[int | None, int | None]:
-    """``(height, width)`` of the RGB images ``model`` takes (``None``: any); an ``ImageError``
-    when its input is not a three-channel image."""
+    """``(height, width)`` of the RGB images ``model`` takes (``None``: any); a
+    ``PredictError`` when its input is not a three-channel image."""
     if isinstance(model, KerasStyleNet):
         shape: tuple[int | None, ...] = tuple(model.input_shape)
     elif isinstance(model, KerasGraph):
@@ -98,7 +102,7 @@ def input_size(model: nn.Module) -> tuple[int | None, int | None]:
         raise TypeError(f"expected a torch_cnn model; received {type(model).__name__}")
     if len(shape) != 3 or shape[0] != 3:
         dims = ", ".join("?" if d is None else str(d) for d in shape)
-        raise ImageError(
+        raise PredictError(
             f"model {getattr(model, 'name', '?')!r} takes inputs (N, {dims}); predict "
             "classifies RGB images, (N, 3, height, width)"
         )
@@ -121,9 +125,9 @@ def probabilities(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
         out: torch.Tensor = model(x)
     if out.dim() != 2:
-        raise ValueError(
-            f"model {getattr(model, 'name', '?')!r} returns {tuple(out.shape)}; predict needs "
-            "a (N, classes) output"
+        raise PredictError(
+            f"model {getattr(model, 'name', '?')!r} returns outputs of shape "
+            f"{tuple(out.shape)}; predict classifies: it needs a (N, classes) output"
         )
     act = _output_activation(model)
     if act == "softmax":
@@ -202,8 +206,9 @@ def _read_picture(path: Path) -> np.ndarray:
                 return np.array(rgb, dtype=np.uint8)  # a writable copy
     except ImageError:
         raise
-    except (UnidentifiedImageError, Image.DecompressionBombError, Image.DecompressionBombWarning,
-            OSError, SyntaxError, ValueError) as exc:  # fmt: skip
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(f"{path}: refused, too many pixels ({exc})") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise ImageError(f"{path}: not a readable PNG or JPEG image ({exc})") from None
 
 

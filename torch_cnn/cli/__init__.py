@@ -35,14 +35,14 @@ from torch_cnn.cli.args import (
     describe,
     error_line,
 )
-from torch_cnn.predict import ImageError
+from torch_cnn.predict import PredictError
 
 # Errors about what the user gave (a file, a directory, a model): usage errors, one line.
 INPUT_ERRORS: tuple[type[BaseException], ...] = (
     torch_cnn.PortingError,  # and ConversionError: a Keras file that cannot be read or converted
     torch_cnn.CheckpointError,
     data.Cifar10Error,
-    ImageError,
+    PredictError,  # and ImageError: an image file that cannot be read or does not fit
     UnicodeDecodeError,
     FileNotFoundError,
 )
@@ -144,8 +144,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{prog}: interrupted", file=sys.stderr)
         return INTERRUPTED_STATUS
     except BrokenPipeError:  # stdout closed early (`torch-cnn summary ... | head`): no message
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())  # Python's own flush at exit would fail again
+        try:  # Python's own flush of stdout at exit would fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor
+            pass
         return BROKEN_PIPE_STATUS
     except Exception as exc:
         mapped = _mapped(exc)

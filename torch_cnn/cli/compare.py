@@ -122,7 +122,18 @@ def keras_in_dtype(keras: Any, keras_model: Any, dtype: str) -> Any:
         for w in keras_model.get_weights()
     ]
     rebuilt.set_weights(weights)
+    _finalize_state(rebuilt)
     return rebuilt
+
+
+def _finalize_state(layer: Any) -> None:
+    """What Keras's loaders do after assigning variables (``legacy_h5_format.py``,
+    ``Normalization.load_own_variables``) and ``set_weights`` does not: an adapted
+    ``Normalization`` derives the mean and variance it computes with from its variables."""
+    if hasattr(layer, "finalize_state") and layer.weights:
+        layer.finalize_state()
+    for sub in getattr(layer, "layers", ()):
+        _finalize_state(sub)
 
 
 def _keras_call(keras: Any, what: str, fn: Callable[[], Any]) -> Any:

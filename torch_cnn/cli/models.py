@@ -118,7 +118,12 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         summary="list the registered models",
         description=["Print the names of the registered models (the seed architectures)."],
     )
+    _add_summary(subparsers)
+    _add_convert(subparsers)
+    _add_port(subparsers)
 
+
+def _add_summary(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = command(
         subparsers,
         "summary",
@@ -144,6 +149,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="also list the layers of nested models, as Keras's expand_nested=True",
     )
 
+
+def _add_convert(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = command(
         subparsers,
         "convert",
@@ -170,6 +177,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="the dtype of the converted weights (default: float32)",
     )
 
+
+def _add_port(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = command(
         subparsers,
         "port",

@@ -138,22 +138,7 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
             file=sys.stderr,
         )
     try:
-        history = fit(
-            model,
-            train_split,
-            None if args.no_val else test_split,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=setup.optimizer,
-            seed=args.seed,
-            device=device,
-            channels_last=args.channels_last,
-            bf16=args.bf16,
-            compile=args.compile,
-            augment=args.augment,
-            checkpoint_dir=out,
-            resume=args.resume,
-        )
+        history = _fit(args, setup, train_split, None if args.no_val else test_split, device)
     except KeyboardInterrupt:
         if main:
             print(
@@ -178,20 +163,12 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         return 0
     classes = class_names(ds.classes, len(result.per_class_accuracy))
     metrics = run_metrics(
-        result,
-        classes,
-        framework="torch",
-        model=setup.name,
-        seconds=sum(history.seconds),
-        epoch_seconds=history.seconds,
-        device=describe_device(device),
-        seed=args.seed,
-        data_dir=str(root),
-        num_train=len(ds.train),
+        result, classes, framework="torch", model=setup.name, seconds=sum(history.seconds),
+        epoch_seconds=history.seconds, device=describe_device(device), seed=args.seed,
+        data_dir=str(root), num_train=len(ds.train),
         config={**history.config, **_cli_settings(args), **setup.settings},
-        world_size=world,
-        backend=backend,
-    )
+        world_size=world, backend=backend,
+    )  # fmt: skip
     files = write_run_dir(out, model, history, result, classes, metrics, title=f"{setup.name} test")
     print(
         f"{setup.name}: test_accuracy {result.accuracy:.4f}  test_loss {result.loss:.4f}  "
@@ -200,6 +177,22 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
     )
     print(f"wrote {out}/: {', '.join(files)}")
     return 0
+
+
+def _fit(
+    args: argparse.Namespace,
+    setup: _Setup,
+    train: Data,
+    val: Data | None,
+    device: torch.device,
+) -> History:
+    """``fit`` with the command's options; ``--out`` holds its checkpoint."""
+    return fit(
+        setup.model, train, val, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=setup.optimizer, seed=args.seed, device=device,
+        channels_last=args.channels_last, bf16=args.bf16, compile=args.compile,
+        augment=args.augment, checkpoint_dir=Path(args.out), resume=args.resume,
+    )  # fmt: skip
 
 
 def _finite_or_none(values: list[float]) -> list[float | None]:
@@ -383,6 +376,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``train`` and ``evaluate`` on a ``parser.add_subparsers()`` object."""
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
+
+
+def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = command(
         subparsers,
         "train",
@@ -417,6 +415,11 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="CIFAR-10 python-batch directory (default: CIFAR10_DIR, else the cache, "
         "downloaded there if missing)",
     )
+    _add_recipe(p)
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    """``train``'s options that set the recipe: epochs, batch, seed, optimizer, device, ..."""
     p.add_argument(
         "--epochs",
         type=positive_int,
@@ -459,6 +462,8 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (opt-in: not parity)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
 
+
+def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = command(
         subparsers,
         "evaluate",
