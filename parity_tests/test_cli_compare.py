@@ -233,3 +233,25 @@ def test_resize_is_tf_image_resize(keras: ModuleType, tmp_path: Path) -> None:
         x, _ = read_images(tmp_path / "i.png", (32, 32), resize=True)
         ref = tf.image.resize(img.astype(np.float32) / 255, (32, 32)).numpy()
         assert np.abs(x[0].permute(1, 2, 0).numpy() - ref).max() <= 1e-6, (h, w)
+
+
+def test_comparing_in_batches_is_comparing_at_once(
+    keras: ModuleType, cifar10_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches of a few images (a small memory budget): the same largest |Δ| per layer and
+    top-1 agreement as one call over all images; the relative column is the largest over
+    the batches, so never below the exact one."""
+    from torch_cnn.parity import compare_with_keras
+
+    path = ZOO / "inception_branch_concat" / "model.keras"
+    model = torch_cnn.from_keras(path)
+    keras_model = keras.saving.load_model(path, compile=False)
+    x = data.to_float(data.load_cifar10(cifar10_dir, download=False).test.images[:100])
+    whole = compare_with_keras(model, keras_model, x)
+    monkeypatch.setattr(compare, "COMPARE_MEMORY", 1 << 17)
+    assert compare._batch_size(model, x) < 20
+    batched = compare.compare_in_batches(model, keras_model, x)
+    assert batched.n_images == 100 and batched.top1_agreement == whole.top1_agreement
+    for a, b in zip(whole.layers, batched.layers, strict=True):
+        assert (a.keras_layer, a.shape, a.params, a.ok) == (b.keras_layer, b.shape, b.params, b.ok)
+        assert a.max_abs == b.max_abs and b.max_rel >= a.max_rel

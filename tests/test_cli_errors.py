@@ -281,3 +281,16 @@ def test_every_command_is_registered() -> None:
     assert parser.parse_args(["-v", "predict", "m", "a.png"]).func is predict._cmd_predict
     assert parser.parse_args(["parity"]).func is compare._cmd_parity
     assert parser.parse_args(["convert", KERAS_FILE, "o.safetensors"]).func is models._cmd_convert
+
+
+def test_evaluate_refuses_a_model_cifar10_cannot_feed(
+    cifar10_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One sigmoid unit: CIFAR-10's ten labels do not fit; one line, before evaluating."""
+    path = tmp_path / "binary.safetensors"
+    zoo = ROOT / "parity_tests" / "zoo" / "head_sigmoid_one_unit" / "model.keras"
+    torch_cnn.save(torch_cnn.from_keras(zoo), path)
+    argv = ["evaluate", "--checkpoint", str(path), "--data-dir", str(cifar10_dir)]
+    assert main([*argv, "--device", "cpu"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "labels must lie in 0..1" in err and str(path) in err

@@ -363,7 +363,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         model = model_from_checkpoint(path, device=device)
     root = data.resolve_data_dir(args.data_dir)
-    _, test, _ = _fit_images(data.load_cifar10(root), model)  # resized for another input size
+    ds = data.load_cifar10(root)
+    try:
+        _, test, _ = _fit_images(ds, model)  # resized for another input size
+        check_labels(ds.test.labels, objective_for(model))
+    except (ValueError, TypeError) as exc:  # a model CIFAR-10 cannot feed
+        raise CliError(f"{path}: {exc}") from exc
     result = evaluate(model, test, batch_size=args.batch_size, device=device)
     print(
         f"{model.name} from {path} on {plural(result.num_samples, 'test image')} in {root} "
