@@ -26,6 +26,7 @@ call, so their validation set is not known. Like the usual Keras CIFAR-10 recipe
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from dataclasses import dataclass
@@ -36,7 +37,23 @@ import torch
 import torch.nn.functional as F
 
 from torch_cnn import data, distributed
-from torch_cnn.env import describe_device, parse_device
+from torch_cnn._io import write_json
+from torch_cnn.cli.args import (
+    FAILURE_STATUS,
+    KERAS_MODEL_SUFFIXES,
+    CliError,
+    add_device,
+    command,
+    existing,
+    is_keras_path,
+    is_weights_only_path,
+    output_dir,
+    plural,
+    positive_float,
+    positive_int,
+    seed,
+)
+from torch_cnn.env import describe_device, parse_device, versions
 from torch_cnn.models import KerasGraph, KerasStyleNet, TorchCnnModel
 from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE, create_optimizer, list_optimizers
 from torch_cnn.registry import list_models
@@ -50,7 +67,15 @@ from torch_cnn.train import (
     seeded_model,
 )
 from torch_cnn.train.objective import Data, check_labels, objective_for
-from torch_cnn.train.run import run_metrics, write_run_dir
+from torch_cnn.train.results import History
+from torch_cnn.train.run import (
+    CURVES_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+    run_metrics,
+    write_run_dir,
+)
 
 DEFAULT_EPOCHS = 10
 DEFAULT_OPTIMIZER = "keras_adam"
@@ -67,7 +92,21 @@ class _Setup:
     note: str  # for the first line printed
 
 
+def _check_train_paths(args: argparse.Namespace) -> None:
+    """``--out`` writable and ``--from-keras`` a Keras model file, before any data is read."""
+    output_dir(args.out)
+    if args.from_keras:
+        path = args.from_keras
+        if is_weights_only_path(path) or not is_keras_path(path):
+            raise CliError(
+                f"--from-keras {path}: expected a Keras model file "
+                f"({', '.join(KERAS_MODEL_SUFFIXES)} or an unzipped .keras directory)"
+            )
+        existing(path, "file or directory")
+
+
 def cmd_train(args: argparse.Namespace) -> int:
+    _check_train_paths(args)
     # One process, or one rank of a torchrun launch (then inside its process group).
     status = distributed.run_in_process_group(
         lambda device: _train(args, device), parse_device(args.device)
@@ -87,34 +126,19 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         train_split, test_split, resized = _fit_images(ds, setup.model)
         check_labels(ds.train.labels, objective_for(setup.model))  # e.g. ten classes, one unit
     except (ValueError, TypeError) as exc:  # a model or optimizer the run cannot take
-        print(f"torch-cnn train: error: {exc}", file=sys.stderr)
-        return 2
+        raise CliError(str(exc)) from exc
     model = setup.model
     if main:
         ranks = f", {world} ranks ({backend}), global batch {args.batch_size * world}"
         print(
-            f"training {setup.name}{setup.note} for {args.epochs} epochs on {len(ds.train)} "
-            f"images from {root}{resized} ({describe_device(device)}, seed {args.seed}"
+            f"training {setup.name}{setup.note} for {plural(args.epochs, 'epoch')} on "
+            f"{plural(len(ds.train), 'image')} from {root}{resized} ({describe_device(device)}, "
+            f"seed {args.seed}"
             f"{ranks if world > 1 else ''})",
             file=sys.stderr,
         )
     try:
-        history = fit(
-            model,
-            train_split,
-            None if args.no_val else test_split,
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=setup.optimizer,
-            seed=args.seed,
-            device=device,
-            channels_last=args.channels_last,
-            bf16=args.bf16,
-            compile=args.compile,
-            augment=args.augment,
-            checkpoint_dir=out,
-            resume=args.resume,
-        )
+        history = _fit(args, setup, train_split, None if args.no_val else test_split, device)
     except KeyboardInterrupt:
         if main:
             print(
@@ -122,6 +146,12 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
                 file=sys.stderr,
             )
         return 130
+    if history.stopped is not None:  # a NaN loss: what the run has, no test numbers
+        if main:
+            files = _write_stopped_run(out, history, setup, args, device, root, len(ds.train))
+            # fit has printed why (history.stopped); the run has no test numbers
+            print(f"{setup.name}: stopped early, not evaluated; wrote {out}/: {', '.join(files)}")
+        return FAILURE_STATUS
     result = evaluate(  # across ranks: a collective, every rank gets the whole test set's numbers
         model,
         test_split,
@@ -133,28 +163,78 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         return 0
     classes = class_names(ds.classes, len(result.per_class_accuracy))
     metrics = run_metrics(
-        result,
-        classes,
-        framework="torch",
-        model=setup.name,
-        seconds=sum(history.seconds),
-        epoch_seconds=history.seconds,
-        device=describe_device(device),
-        seed=args.seed,
-        data_dir=str(root),
-        num_train=len(ds.train),
+        result, classes, framework="torch", model=setup.name, seconds=sum(history.seconds),
+        epoch_seconds=history.seconds, device=describe_device(device), seed=args.seed,
+        data_dir=str(root), num_train=len(ds.train),
         config={**history.config, **_cli_settings(args), **setup.settings},
-        world_size=world,
-        backend=backend,
-    )
+        world_size=world, backend=backend,
+    )  # fmt: skip
     files = write_run_dir(out, model, history, result, classes, metrics, title=f"{setup.name} test")
     print(
         f"{setup.name}: test_accuracy {result.accuracy:.4f}  test_loss {result.loss:.4f}  "
-        f"({result.num_samples} test images, {history.epochs} epochs, "
+        f"({plural(result.num_samples, 'test image')}, {plural(history.epochs, 'epoch')}, "
         f"{sum(history.seconds):.1f}s)"
     )
     print(f"wrote {out}/: {', '.join(files)}")
     return 0
+
+
+def _fit(
+    args: argparse.Namespace,
+    setup: _Setup,
+    train: Data,
+    val: Data | None,
+    device: torch.device,
+) -> History:
+    """``fit`` with the command's options; ``--out`` holds its checkpoint."""
+    return fit(
+        setup.model, train, val, epochs=args.epochs, batch_size=args.batch_size,
+        optimizer=setup.optimizer, seed=args.seed, device=device,
+        channels_last=args.channels_last, bf16=args.bf16, compile=args.compile,
+        augment=args.augment, checkpoint_dir=Path(args.out), resume=args.resume,
+    )  # fmt: skip
+
+
+def _finite_or_none(values: list[float]) -> list[float | None]:
+    return [v if math.isfinite(v) else None for v in values]
+
+
+def _write_stopped_run(
+    out: Path,
+    history: History,
+    setup: _Setup,
+    args: argparse.Namespace,
+    device: torch.device,
+    root: Path,
+    num_train: int,
+) -> list[str]:
+    """A run that stopped on a NaN loss: its history (NaN and Inf as null), the curves and a
+    ``metrics.json`` saying why, without test numbers; ``last.pt`` keeps the last good epoch
+    and no ``model.safetensors`` is written (its weights are not finite)."""
+    from torch_cnn.plots import plot_history
+
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / HISTORY_FILE, {k: _finite_or_none(v) for k, v in history.items()})
+    plot_history(history, out / CURVES_FILE)
+    metrics = {
+        "framework": "torch",
+        "model": setup.name,
+        "stopped": history.stopped,
+        "test_loss": None,
+        "test_accuracy": None,
+        "epochs_completed": history.epochs - 1,
+        "seconds": sum(history.seconds),
+        "epoch_seconds": list(history.seconds),
+        "device": describe_device(device),
+        "versions": versions(),
+        "seed": args.seed,
+        "data_dir": str(root),
+        "num_train": num_train,
+        "config": {**history.config, **_cli_settings(args), **setup.settings},
+    }
+    write_json(out / METRICS_FILE, metrics)
+    written = [HISTORY_FILE, METRICS_FILE, CURVES_FILE, CHECKPOINT_NAME]
+    return [name for name in written if (out / name).exists() and name != WEIGHTS_FILE]
 
 
 def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -272,7 +352,10 @@ def class_names(classes: list[str], k: int) -> list[str]:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch_cnn
 
-    path = Path(args.checkpoint)
+    path = existing(args.checkpoint)
+    if path.is_dir():
+        raise CliError(f"--checkpoint {path} is a directory; expected a .safetensors file or "
+                       f"{CHECKPOINT_NAME}")  # fmt: skip
     device = parse_device(args.device)
     if path.suffix == ".safetensors":
         model = torch_cnn.load(path, device=device)
@@ -280,9 +363,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     else:
         model = model_from_checkpoint(path, device=device)
     root = data.resolve_data_dir(args.data_dir)
-    _, test, _ = _fit_images(data.load_cifar10(root), model)  # resized for another input size
+    ds = data.load_cifar10(root)
+    try:
+        _, test, _ = _fit_images(ds, model)  # resized for another input size
+        check_labels(ds.test.labels, objective_for(model))
+    except (ValueError, TypeError) as exc:  # a model CIFAR-10 cannot feed
+        raise CliError(f"{path}: {exc}") from exc
     result = evaluate(model, test, batch_size=args.batch_size, device=device)
-    print(f"{model.name} from {path} on {result.num_samples} test images in {root} ({device})")
+    print(
+        f"{model.name} from {path} on {plural(result.num_samples, 'test image')} in {root} "
+        f"({device})"
+    )
     print(f"test_loss {result.loss:.4f}")
     print(f"test_accuracy {result.accuracy:.4f}")
     return 0
@@ -290,32 +381,68 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Register ``train`` and ``evaluate`` on a ``parser.add_subparsers()`` object."""
-    p = subparsers.add_parser(
+    _add_train(subparsers)
+    _add_evaluate(subparsers)
+
+
+def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = command(
+        subparsers,
         "train",
-        help="train a model on CIFAR-10 (Keras's Adam, batch 32) and write a run directory",
-        description="Train with the seeds' recipe: Adam (lr 1e-3), batch 32, shuffled every "
-        "epoch, images /255; the test split serves as validation data. --from-keras FILE "
-        "trains a converted Keras model instead, with the optimizer and state the file was "
-        "saved with, if any.",
+        cmd_train,
+        summary="train a model on CIFAR-10 and write a run directory",
+        description=[
+            "Train with the seeds' recipe: Keras's Adam (lr 1e-3), batch 32, shuffled every "
+            "epoch, images divided by 255; the test split serves as validation data (val_* "
+            "in the history are test-set numbers; --no-val turns them off). --from-keras "
+            "FILE trains a converted Keras model instead, continuing with the optimizer and "
+            "state the file was saved with, if any.",
+            f"--out receives {HISTORY_FILE}, {METRICS_FILE}, the curves and confusion plots, "
+            f"{WEIGHTS_FILE} and {CHECKPOINT_NAME} (what --resume continues from). A run "
+            "whose loss becomes NaN or infinite stops (as Keras's TerminateOnNaN), writes "
+            "its history and exits with status 1.",
+            "  torch-cnn train --model model_cifar10 --out runs/a",
+            "  torch-cnn train --from-keras my_model.keras --epochs 3 --out runs/b",
+        ],
     )
     which = p.add_mutually_exclusive_group(required=True)
-    which.add_argument("--model", choices=list_models())
+    which.add_argument("--model", choices=list_models(), help="a registered model, seeded")
     which.add_argument(
         "--from-keras",
         metavar="FILE",
-        help="a Keras model file (.keras, .h5) to convert and keep training",
+        help="a Keras model file (.keras, .h5, or an unzipped .keras directory) to convert "
+        "and keep training",
     )
-    p.add_argument("--data-dir", help="CIFAR-10 python-batch directory (default: CIFAR10_DIR)")
-    p.add_argument("--epochs", type=int, default=DEFAULT_EPOCHS, help="default %(default)s")
+    p.add_argument("--out", required=True, metavar="DIR", help="the run directory to write")
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="CIFAR-10 python-batch directory (default: CIFAR10_DIR, else the cache, "
+        "downloaded there if missing)",
+    )
+    _add_recipe(p)
+
+
+def _add_recipe(p: argparse.ArgumentParser) -> None:
+    """``train``'s options that set the recipe: epochs, batch, seed, optimizer, device, ..."""
+    p.add_argument(
+        "--epochs",
+        type=positive_int,
+        default=DEFAULT_EPOCHS,
+        help="epochs to train, counting those a --resume continues (default: %(default)s)",
+    )
     p.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=KERAS_FIT_BATCH_SIZE,
-        help="images per step (per rank under torchrun: the global batch is N times this); "
-        "default %(default)s",
+        help="images per step (per rank under torchrun: the global batch is N times this; "
+        "default: %(default)s)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="weights, shuffling, augmentation (%(default)s)"
+        "--seed",
+        type=seed,
+        default=0,
+        help="seed of the weights, shuffling and augmentation (default: %(default)s)",
     )
     p.add_argument(
         "--optimizer",
@@ -326,25 +453,50 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     p.add_argument(
         "--lr",
-        type=float,
-        help=f"learning rate (default {KERAS_ADAM_LEARNING_RATE}; with --from-keras, the file's "
-        "optimizer's, or the optimizer's default)",
+        type=positive_float,
+        help=f"learning rate, a finite number > 0 (default: {KERAS_ADAM_LEARNING_RATE}; with "
+        "--from-keras, the file's optimizer's, or the optimizer's default)",
     )
-    p.add_argument("--device", help="cpu, cuda, cuda:1, … (default: cuda when available)")
-    p.add_argument("--resume", action="store_true", help=f"continue from OUT/{CHECKPOINT_NAME}")
+    add_device(p)
+    p.add_argument(
+        "--resume", action="store_true", help=f"continue from DIR/{CHECKPOINT_NAME} if it exists"
+    )
     p.add_argument("--no-val", action="store_true", help="no per-epoch validation on the test set")
-    p.add_argument("--augment", action="store_true", help="random 4-pixel crops and flips")
+    p.add_argument("--augment", action="store_true", help="random 4-pixel shifts and flips")
     p.add_argument("--channels-last", action="store_true", help="NHWC memory format")
-    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--bf16", action="store_true", help="bfloat16 autocast (opt-in: not parity)")
     p.add_argument("--compile", action="store_true", help="torch.compile the model")
-    p.add_argument("--out", required=True, help="run directory to write")
-    p.set_defaults(func=cmd_train)
 
-    p = subparsers.add_parser(
-        "evaluate", help="test loss and accuracy of a model.safetensors or training checkpoint"
+
+def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = command(
+        subparsers,
+        "evaluate",
+        cmd_evaluate,
+        summary="test loss and accuracy of a saved model or training checkpoint",
+        description=[
+            "Evaluate a model.safetensors (torch_cnn.save, torch-cnn convert or train) or a "
+            f"training checkpoint ({CHECKPOINT_NAME}) on CIFAR-10's test split: loss and "
+            "accuracy, as Keras's model.evaluate. Images are resized (bilinear) for a model "
+            "of another input size.",
+            "  torch-cnn evaluate --checkpoint runs/a/model.safetensors",
+        ],
     )
-    p.add_argument("--checkpoint", required=True, help=f"a .safetensors file or {CHECKPOINT_NAME}")
-    p.add_argument("--data-dir", help="CIFAR-10 python-batch directory (default: CIFAR10_DIR)")
-    p.add_argument("--device", help="cpu, cuda, … (default: cuda when available)")
-    p.add_argument("--batch-size", type=int, default=EVAL_BATCH_SIZE, help="default %(default)s")
-    p.set_defaults(func=cmd_evaluate)
+    p.add_argument(
+        "--checkpoint",
+        required=True,
+        metavar="FILE",
+        help=f"a .safetensors file or a training run's {CHECKPOINT_NAME}",
+    )
+    p.add_argument(
+        "--data-dir",
+        metavar="DIR",
+        help="CIFAR-10 python-batch directory (default: CIFAR10_DIR, else the cache)",
+    )
+    add_device(p)
+    p.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=EVAL_BATCH_SIZE,
+        help="images per forward pass (default: %(default)s)",
+    )
