@@ -9,7 +9,7 @@ torch.Size([8, 10])
 """
 
 from torch_cnn import models as _models  # noqa: F401  (registers the seed models)
-from torch_cnn import optim
+from torch_cnn import optim, predict
 from torch_cnn._version import __version__
 from torch_cnn.convert import (
     ConversionError,
@@ -49,6 +49,7 @@ __all__ = [
     "load_keras_weights",
     "optim",
     "optimizer_from_keras",
+    "predict",
     "register_keras_layer",
     "register_model",
     "save",

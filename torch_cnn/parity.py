@@ -59,17 +59,19 @@ class ParityReport:
 
     def format(self) -> str:
         kw = max(28, *(len(d.keras_layer) + 2 for d in self.layers))
-        head = f"{'Keras layer':<{kw}}{'torch module':<14}{'output shape':<22}{'params':>9}"
+        tw = max(14, *(len(d.torch_module) + 2 for d in self.layers))
+        head = f"{'Keras layer':<{kw}}{'torch module':<{tw}}{'output shape':<22}{'params':>9}"
         head += f"{'max |Δ|':>11}{'max rel':>11}  status"
+        images = f"{self.n_images} image{'s' if self.n_images != 1 else ''}"
         lines = [
-            f"{self.model}: {self.n_images} images, {self.dtype}, tolerance {self.atol:g}",
+            f"{self.model}: {images}, {self.dtype}, tolerance {self.atol:g}",
             head,
             "-" * len(head),
         ]
         for d in self.layers:
             shape = "(" + ", ".join(["None", *map(str, d.shape[1:])]) + ")"
             lines.append(
-                f"{d.keras_layer:<{kw}}{d.torch_module:<14}{shape:<22}{d.params:>9,}"
+                f"{d.keras_layer:<{kw}}{d.torch_module:<{tw}}{shape:<22}{d.params:>9,}"
                 f"{d.max_abs:>11.2e}{d.max_rel:>11.2e}  {'ok' if d.ok else 'FAIL'}"
             )
         lines.append(

@@ -233,7 +233,7 @@ def comparison_images(
     fits = len(shape) == 3 and all(d in (None, c) for d, c in zip(shape, CIFAR10_CHW, strict=True))
     root = find_data_dir(data_dir) if fits else None
     if root is not None:
-        images = data.load_cifar10(root, download=False).test.images[:n]
+        images = data.load_test_split(root, download=False).images[:n]
         return data.to_float(
             images, dtype
         ), f"{plural(len(images), 'CIFAR-10 test image')} from {root}"

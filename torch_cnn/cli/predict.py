@@ -38,9 +38,7 @@ def class_names_from(data_dir: str | None) -> list[str] | None:
         return None
     root = find_data_dir(data_dir)
     assert root is not None
-    from torch_cnn.data.cifar10 import _read_classes  # TODO: a public data.read_classes
-
-    return _read_classes(root / data.META_FILE)
+    return data.read_classes(root)
 
 
 def _format(p: Prediction) -> str:

@@ -53,7 +53,7 @@ from torch_cnn.cli.args import (
     positive_int,
     seed,
 )
-from torch_cnn.env import describe_device, parse_device, versions
+from torch_cnn.env import describe_device, parse_device
 from torch_cnn.models import KerasGraph, KerasStyleNet, TorchCnnModel
 from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE, create_optimizer, list_optimizers
 from torch_cnn.registry import list_models
@@ -69,12 +69,13 @@ from torch_cnn.train import (
 from torch_cnn.train.objective import Data, check_labels, objective_for
 from torch_cnn.train.results import History
 from torch_cnn.train.run import (
-    CURVES_FILE,
     HISTORY_FILE,
     METRICS_FILE,
+    RUN_FILES,
     WEIGHTS_FILE,
     run_metrics,
-    write_run_dir,
+    stopped_metrics,
+    write_evaluation,
 )
 
 DEFAULT_EPOCHS = 10
@@ -138,7 +139,9 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
             file=sys.stderr,
         )
     try:
-        history = _fit(args, setup, train_split, None if args.no_val else test_split, device)
+        names = class_names(ds.classes, objective_for(setup.model).num_classes)
+        val = None if args.no_val else test_split
+        history = _fit(args, setup, train_split, val, device, names)
     except KeyboardInterrupt:
         if main:
             print(
@@ -146,10 +149,15 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
                 file=sys.stderr,
             )
         return 130
-    if history.stopped is not None:  # a NaN loss: what the run has, no test numbers
+    if history.stopped is not None:  # a NaN loss: fit wrote what the run has, without weights
         if main:
-            files = _write_stopped_run(out, history, setup, args, device, root, len(ds.train))
-            # fit has printed why (history.stopped); the run has no test numbers
+            metrics = stopped_metrics(
+                history, model=setup.name, device=describe_device(device), seed=args.seed,
+                data_dir=str(root), num_train=len(ds.train),
+                config={**history.config, **_cli_settings(args), **setup.settings},
+            )  # fmt: skip
+            write_json(out / METRICS_FILE, metrics)
+            files = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
             print(f"{setup.name}: stopped early, not evaluated; wrote {out}/: {', '.join(files)}")
         return FAILURE_STATUS
     result = evaluate(  # across ranks: a collective, every rank gets the whole test set's numbers
@@ -169,7 +177,10 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
         config={**history.config, **_cli_settings(args), **setup.settings},
         world_size=world, backend=backend,
     )  # fmt: skip
-    files = write_run_dir(out, model, history, result, classes, metrics, title=f"{setup.name} test")
+    # fit wrote the rest of the run directory (checkpoint_dir=out): the test numbers replace
+    # its validation ones (the same split unless --no-val).
+    write_evaluation(out, result, classes, metrics, title=f"{setup.name} test")
+    files = [name for name in RUN_FILES if (out / name).exists()]
     print(
         f"{setup.name}: test_accuracy {result.accuracy:.4f}  test_loss {result.loss:.4f}  "
         f"({plural(result.num_samples, 'test image')}, {plural(history.epochs, 'epoch')}, "
@@ -185,6 +196,7 @@ def _fit(
     train: Data,
     val: Data | None,
     device: torch.device,
+    classes: list[str],
 ) -> History:
     """``fit`` with the command's options; ``--out`` holds its checkpoint."""
     return fit(
@@ -192,49 +204,12 @@ def _fit(
         optimizer=setup.optimizer, seed=args.seed, device=device,
         channels_last=args.channels_last, bf16=args.bf16, compile=args.compile,
         augment=args.augment, checkpoint_dir=Path(args.out), resume=args.resume,
+        class_names=classes,
     )  # fmt: skip
 
 
 def _finite_or_none(values: list[float]) -> list[float | None]:
     return [v if math.isfinite(v) else None for v in values]
-
-
-def _write_stopped_run(
-    out: Path,
-    history: History,
-    setup: _Setup,
-    args: argparse.Namespace,
-    device: torch.device,
-    root: Path,
-    num_train: int,
-) -> list[str]:
-    """A run that stopped on a NaN loss: its history (NaN and Inf as null), the curves and a
-    ``metrics.json`` saying why, without test numbers; ``last.pt`` keeps the last good epoch
-    and no ``model.safetensors`` is written (its weights are not finite)."""
-    from torch_cnn.plots import plot_history
-
-    out.mkdir(parents=True, exist_ok=True)
-    write_json(out / HISTORY_FILE, {k: _finite_or_none(v) for k, v in history.items()})
-    plot_history(history, out / CURVES_FILE)
-    metrics = {
-        "framework": "torch",
-        "model": setup.name,
-        "stopped": history.stopped,
-        "test_loss": None,
-        "test_accuracy": None,
-        "epochs_completed": history.epochs - 1,
-        "seconds": sum(history.seconds),
-        "epoch_seconds": list(history.seconds),
-        "device": describe_device(device),
-        "versions": versions(),
-        "seed": args.seed,
-        "data_dir": str(root),
-        "num_train": num_train,
-        "config": {**history.config, **_cli_settings(args), **setup.settings},
-    }
-    write_json(out / METRICS_FILE, metrics)
-    written = [HISTORY_FILE, METRICS_FILE, CURVES_FILE, CHECKPOINT_NAME]
-    return [name for name in written if (out / name).exists() and name != WEIGHTS_FILE]
 
 
 def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:

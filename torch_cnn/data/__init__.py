@@ -6,7 +6,7 @@ on what a data directory may claim), ``cifar10`` (reading the batches safely, th
 device). Everything is importable from here.
 """
 
-from torch_cnn.data.cifar10 import Cifar10, Split, load_cifar10
+from torch_cnn.data.cifar10 import Cifar10, Split, load_cifar10, load_test_split, read_classes
 from torch_cnn.data.files import (
     CIFAR10_ARCHIVE,
     CIFAR10_DIRNAME,
@@ -70,9 +70,11 @@ __all__ = [
     "extract_tarball",
     "iterate_batches",
     "load_cifar10",
+    "load_test_split",
     "missing_files",
     "num_batches",
     "open_data_file",
+    "read_classes",
     "resolve_data_dir",
     "shift_crop",
     "to_float",

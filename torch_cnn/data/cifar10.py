@@ -246,6 +246,19 @@ def _load_split(root: Path, files: Sequence[str], what: str) -> Split:
     return Split(images, torch.from_numpy(labels))
 
 
+def read_classes(data_dir: StrPath | None = None, *, download: bool = False) -> list[str]:
+    """The class names in ``batches.meta`` (``airplane`` first), read and checked alone."""
+    return _read_classes(resolve_data_dir(data_dir, download=download) / META_FILE)
+
+
+def load_test_split(data_dir: StrPath | None = None, *, download: bool = True) -> Split:
+    """Only the test batch (what evaluation and parity comparisons read), checked as
+    ``load_cifar10`` checks it."""
+    root = resolve_data_dir(data_dir, download=download)
+    data_file_sizes(root)
+    return _load_split(root, (TEST_FILE,), "test")
+
+
 def load_cifar10(data_dir: StrPath | None = None, *, download: bool = True) -> Cifar10:
     """Read CIFAR-10 from its python-batch files (any number of images per batch).
 

@@ -23,8 +23,10 @@ so ``|sqrt(x) - m| ≥ 2^(e-50)``: four float64 ulps. A float64 root within an u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import functools
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar, cast
 
 import numpy as np
 import torch
@@ -55,7 +57,29 @@ _FORMATS = {
 }
 
 
-@torch.compiler.disable  # type: ignore[untyped-decorator]  # dynamo would turn np.sqrt into torch.sqrt
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def outside_compiled_graphs(fn: _F) -> _F:
+    """``torch.compiler.disable``, applied only when a compiler traces ``fn``: importing
+    dynamo to decorate at import time would cost every ``import torch_cnn`` about a second."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if "torch._dynamo" in sys.modules and torch.compiler.is_compiling():
+            return _disabled(fn)(*args, **kwargs)
+        return fn(*args, **kwargs)
+
+    return cast(_F, wrapper)
+
+
+@functools.cache
+def _disabled(fn: Callable[..., Any]) -> Callable[..., Any]:
+    result: Callable[..., Any] = torch.compiler.disable(fn)  # type: ignore[no-untyped-call]
+    return result
+
+
+@outside_compiled_graphs  # dynamo would turn np.sqrt into torch.sqrt
 def ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
     """``sqrt(x)`` correctly rounded, as TensorFlow's (and IEEE 754's) square root.
 
@@ -88,7 +112,7 @@ def ieee_sqrt_all(tensors: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return [ieee_sqrt(t) for t in tensors]
 
 
-@torch.compiler.disable  # type: ignore[untyped-decorator]  # a compiler may fuse the exact steps into FMAs
+@outside_compiled_graphs  # a compiler may fuse the exact steps into FMAs
 def device_ieee_sqrt(x: torch.Tensor) -> torch.Tensor:
     """``sqrt(x)`` correctly rounded, from torch operations only (any device, no host copy).
 

@@ -84,6 +84,24 @@ def run_metrics(
     }
 
 
+def write_evaluation(
+    out: str | os.PathLike[str],
+    result: EvalResult,
+    classes: Sequence[str] | None,
+    metrics: Mapping[str, Any],
+    *,
+    title: str,
+) -> list[str]:
+    """``metrics.json`` and ``confusion.png`` of an evaluation; returns their names."""
+    from torch_cnn.plots import plot_confusion
+
+    out = Path(out)
+    write_json(out / METRICS_FILE, metrics)
+    names = list(classes) if classes is not None else [str(i) for i in range(len(result.confusion))]
+    plot_confusion(result.confusion, names, out / CONFUSION_FILE, title=title)
+    return [METRICS_FILE, CONFUSION_FILE]
+
+
 def write_run_dir(
     out: str | os.PathLike[str],
     model: nn.Module,
@@ -96,24 +114,41 @@ def write_run_dir(
 ) -> list[str]:
     """Write the run directory into ``out``; returns the names of the files it holds.
 
-    Always ``history.json`` (NaN, as after a diverged run, as null), ``curves.png`` and
-    ``model.safetensors``; with an evaluation, ``metrics.json`` and ``confusion.png`` too.
-    Each file is written atomically; ``last.pt`` is ``fit``'s own (``checkpoint_dir=out``).
+    Always ``history.json`` (NaN, as after a diverged run, as null) and ``curves.png``;
+    ``model.safetensors`` unless training stopped on a non-finite loss (its weights are not
+    finite: ``last.pt`` keeps the last good epoch); ``metrics.json`` when given, with
+    ``confusion.png`` when there is an evaluation. Each file is written atomically.
     """
-    from torch_cnn.plots import plot_confusion, plot_history
+    from torch_cnn.plots import plot_history
     from torch_cnn.weights import save
 
     out = Path(out)
     write_json(out / HISTORY_FILE, {k: [json_number(v) for v in vs] for k, vs in history.items()})
     plot_history(history, out / CURVES_FILE)
-    save(model, out / WEIGHTS_FILE)
+    if history.stopped is None:
+        save(model, out / WEIGHTS_FILE)
     if result is not None and metrics is not None:
+        write_evaluation(out, result, classes, metrics, title=title)
+    elif metrics is not None:
         write_json(out / METRICS_FILE, metrics)
-        names = (
-            list(classes) if classes is not None else [str(i) for i in range(len(result.confusion))]
-        )
-        plot_confusion(result.confusion, names, out / CONFUSION_FILE, title=title)
     return [name for name in RUN_FILES if (out / name).exists()]
+
+
+def stopped_metrics(history: History, **fields: Any) -> dict[str, Any]:
+    """The ``metrics.json`` of a run that stopped on a non-finite loss: why, and no test numbers."""
+    return {
+        "framework": "torch",
+        "model": history.config.get("model"),
+        "stopped": history.stopped,
+        "test_loss": None,
+        "test_accuracy": None,
+        "epochs_completed": history.epochs - 1,
+        "seconds": sum(history.seconds),
+        "epoch_seconds": list(history.seconds),
+        "versions": versions(),
+        "config": dict(history.config),
+        **fields,
+    }
 
 
 def fit_run_dir(
@@ -125,15 +160,17 @@ def fit_run_dir(
 
     result = history.final_eval
     config = history.config
+    device = describe_device(str(config.get("device", "cpu")))
     metrics = None
-    if result is not None:
+    if history.stopped is not None:
+        metrics, result = stopped_metrics(history, device=device), None
+    elif result is not None:
         names = (
             list(classes) if classes is not None else [str(i) for i in range(len(result.confusion))]
         )
         metrics = run_metrics(
             result, names, framework="torch", model=str(config.get("model")),
-            seconds=sum(history.seconds), epoch_seconds=history.seconds,
-            device=describe_device(str(config.get("device", "cpu"))),
+            seconds=sum(history.seconds), epoch_seconds=history.seconds, device=device,
             seed=int(config.get("seed", 0)), data_dir="", num_train=int(config.get("num_train", 0)),
             config=config, world_size=int(config.get("world_size", 1)),
             backend=config.get("backend"), split="validation",
