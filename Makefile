@@ -16,7 +16,7 @@ endif
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[keras,dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[keras,dev,export,bench]"
 	touch $(STAMP)
 
 demo: $(STAMP)
