@@ -28,7 +28,7 @@ def main() -> int:
     assert importlib.util.find_spec("tensorflow") is None, "the smoke test wants no TensorFlow"
     cli = shutil.which("torch-cnn") or str(Path(sys.executable).with_name("torch-cnn"))
     version = subprocess.run([cli, "--version"], capture_output=True, text=True, check=True)
-    assert version.stdout.strip() == torch_cnn.__version__, version.stdout
+    assert version.stdout.split() == ["torch-cnn", torch_cnn.__version__], version.stdout
     model = torch_cnn.from_keras(keras_file)
     x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
