@@ -40,6 +40,9 @@ def _strided_max_pays(x: torch.Tensor) -> bool:
     dense NCHW or channels_last tensor."""
     return (
         not (x.requires_grad and torch.is_grad_enabled())  # training: torch's, with indices
+        # Compiled (torch.compile): Inductor fuses F.max_pool2d itself, and an ``out=`` in
+        # channels_last would break the graph.
+        and not torch.compiler.is_compiling()
         and x.device.type == "cpu"
         and x.dim() == 4
         and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
