@@ -107,10 +107,13 @@ def _as_numpy(y: Any) -> np.ndarray:
     return np.asarray(y)
 
 
+CLOCK = time.perf_counter  # --cpu-time: time.process_time
+
+
 def _time_one(call: Call, x: Any) -> float:
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     call(x)
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 def _latency(call: Call, x: Any, calls: int) -> float:
@@ -198,7 +201,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=torch.get_num_threads())
     p.add_argument("--no-compile", action="store_true")
     p.add_argument("--no-onnx", action="store_true")
+    p.add_argument(
+        "--cpu-time",
+        action="store_true",
+        help="time with the process's CPU time instead of the wall clock: steadier on a "
+        "machine other jobs share (with --threads 1, the compute alone; with more threads it "
+        "also counts the threads' spinning)",
+    )
     args = p.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import keras
@@ -220,9 +232,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             compile_=not args.no_compile,
             onnx=not args.no_onnx,
         )
+    clock = "process CPU time" if args.cpu_time else "wall clock"
     print(
         f"torch {torch.__version__}, keras {keras.__version__}, {args.threads} threads, "
-        f"{args.rounds} interleaved rounds; batch {BATCH} and batch 1 (median of "
+        f"{args.rounds} interleaved rounds ({clock}); batch {BATCH} and batch 1 (median of "
         f"{LATENCY_CALLS} calls per round)\n"
     )
     print(

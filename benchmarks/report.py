@@ -392,12 +392,19 @@ def _provenance(
         f"(about {LATENCY_REPEAT_S:g} s of them); warm-up ({config.warmup_steps} batches, "
         "twice) and compilation excluded, compile s is the first call. Peak memory: process "
         "RSS peak on the CPU (framework runtime included), allocator peak on CUDA.",
-        "- Same weights everywhere: Keras's seeded model, saved as `.keras` (the Keras "
-        "processes load it), exported by Keras to ONNX (onnxruntime) and ported or converted "
-        "by torch_cnn; max |Δ| is each row's output on "
-        f"{info.get('prepared_inputs', 'the prepared inputs')} against Keras on TensorFlow's "
-        "`predict_on_batch` (float32 parity bar: 1e-5).",
     ]
+    if inputs := info.get("prepared_inputs"):
+        lines.append(
+            "- Same weights everywhere: Keras's seeded model, saved as `.keras` (the Keras "
+            "processes load it), exported by Keras to ONNX (onnxruntime) and ported or "
+            f"converted by torch_cnn; max |Δ| is each row's output on {inputs} against Keras "
+            "on TensorFlow's `predict_on_batch` (float32 parity bar: 1e-5)."
+        )
+    else:
+        lines.append(
+            "- No shared weights (they need Keras on TensorFlow): torch_cnn's seeded models, "
+            "no max |Δ| against Keras."
+        )
     if gemm := info.get("gemm_gflops"):
         lines.append(
             f"- Best matmul measured here (2048² @ 2048², torch.mm): fp32 "

@@ -3,6 +3,11 @@
 float32: max |Δ| ≤ 1e-5 on every layer with 100% top-1 agreement; float64: ≤ 1e-12.
 A failure names the first layer that diverges. The torch side runs on the CPU and, where
 there is one, on a GPU with TF32 off (inputs made on the CPU, then moved).
+
+Every test runs the models as users get them: on their default path (float32 computes
+channels_last inside the model, ``memory_format="auto"``; the first test below checks that
+it does). ``test_plain_nchw_path_on_real_images`` keeps the plain NCHW path
+(``memory_format="contiguous"``) checked against Keras too.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import torch
 
 from parity_tests.helpers import DTYPES, MODEL_NAMES, build_seeded_pair, random_images
 from torch_cnn.models import KerasStyleNet
+from torch_cnn.models.base import compute_format
 from torch_cnn.parity import ParityReport, compare_with_keras, default_atol
 
 BATCH_SIZES = (1, 7, 256)
@@ -44,6 +50,38 @@ def _check(report: ParityReport) -> None:
     assert bad is None, f"first divergence at {bad}\n{report.format()}"
     assert report.top1_agreement == 1.0, report.format()
     assert report.ok
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_suite_runs_the_default_path(keras: ModuleType, name: str, dtype: str) -> None:
+    """The models under test compute as a user's do: float32 in channels_last (the fast
+    default), float64 in plain NCHW."""
+    _, model = _pair(keras, name, dtype)
+    x = random_images(2, seed=0, dtype=DTYPES[dtype])
+    assert model.memory_format == "auto"
+    expected = torch.channels_last if dtype == "float32" else torch.contiguous_format
+    assert compute_format(model.memory_format, x) == expected
+    seen: list[torch.Tensor] = []
+    hook = model.conv1.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        hook.remove()
+    assert seen[0].is_contiguous(memory_format=expected)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_plain_nchw_path_on_real_images(
+    keras: ModuleType, real_test_images: torch.Tensor, name: str
+) -> None:
+    """The plain NCHW path (``memory_format="contiguous"``) stays within the bar too."""
+    keras_model, default = _pair(keras, name, "float32")
+    model = copy.deepcopy(default)
+    model.memory_format = "contiguous"
+    report = compare_with_keras(model, keras_model, real_test_images.to(torch.float32))
+    _check(report)
 
 
 @pytest.mark.parametrize("device", DEVICES)

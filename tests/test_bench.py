@@ -180,6 +180,44 @@ def test_cuda_paths(cuda_device: str, tmp_path: Path) -> None:
     assert fast_train and all(r["settings"]["cuda_graphs"] for r in fast_train)
 
 
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_the_records_and_the_readme_block(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh on the CPU (--dry-run): every step runs, and OUT holds what a GPU
+    run leaves there (the device, the CUDA tests' log, the JSON records, the README block)."""
+    out = tmp_path / "gpu"
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", str(out)],
+        cwd=tmp_path,  # the script finds the checkout itself
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in summary] == [
+        "device", "cuda-tests", "benchmark", "gpu_check"
+    ]  # fmt: skip
+    assert all(": exit 0," in line for line in summary[:3]), summary
+    assert "tests collected" in (out / "pytest_cuda.log").read_text()  # collected, not run
+    records = json.loads((out / "model_cnn_cpu.json").read_text())
+    assert {r["framework"] for r in records} == {"torch_cnn"}
+    assert {r["mode"] for r in records} == {"default", "nchw", "fast"}
+    readme = (out / "README.md").read_text()
+    start, end = "<!-- bench model_cnn cpu start -->", "<!-- bench model_cnn cpu end -->"
+    block = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert "### `model_cnn` on cpu" in block and "| torch_cnn | default | model_cnn |" in block
+    assert block.strip() == (out / "benchmark.md").read_text().strip()
+
+
+def test_gpu_check_refuses_bad_arguments(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "usage: bash scripts/gpu_check.sh" in proc.stderr
+
+
 @pytest.mark.cuda
 def test_cuda_graph_trainer_trains_the_given_model(cuda_device: str) -> None:
     """Capture's warm-up steps are undone: the first replayed epoch starts from the given weights."""
