@@ -40,9 +40,10 @@ def golden_record(name: str, data: dict[str, np.ndarray]) -> KerasModelRecord:
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
-# The models as users get them ("auto": float32 channels_last inside the model), and the
-# plain NCHW path ("contiguous"), kept checked as well.
-MEMORY_FORMATS = ["auto", "contiguous"]
+# The models as users get them ("auto": a float32 batch through model_cifar10 computes
+# channels_last inside the model), the plain NCHW path ("contiguous") and channels_last forced
+# (model_cnn's default is NCHW), all kept checked.
+MEMORY_FORMATS = ["auto", "channels_last", "contiguous"]
 
 
 @pytest.mark.parametrize("memory_format", MEMORY_FORMATS)

@@ -1,10 +1,12 @@
 """The default float32 path (channels_last inside the model) against the plain NCHW path.
 
-Float32 models compute their maps channels_last by default (``memory_format="auto"``,
-``torch_cnn.models.base.compute_format``); ``memory_format="contiguous"`` is the plain NCHW
-path. Both must give Keras's function to the parity bar, so here they must agree within it
-(1e-5 max |Δ| on every layer; the parity suite checks the default against Keras itself),
-take inputs in any layout, return what users expect, train alike and still export.
+Float32 models with wide convolutions compute a batch's maps channels_last by default
+(``memory_format="auto"``, ``torch_cnn.models.base.compute_format``): ``model_cifar10`` does,
+``model_cnn`` (10 and 20 channels, where channels_last is slower) does not;
+``memory_format="channels_last"`` forces it, ``"contiguous"`` is the plain NCHW path. All must
+give Keras's function to the parity bar, so here they must agree within it (1e-5 max |Δ| on
+every layer; the parity suite checks the default against Keras itself), take inputs in any
+layout, return what users expect, train alike and still export.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ from torch import nn
 
 import torch_cnn
 from torch_cnn.models import KerasGraph
-from torch_cnn.models.base import MEMORY_FORMATS, compute_format
+from torch_cnn.models.base import MEMORY_FORMATS, compute_format, wide_convolutions
 from torch_cnn.parity import FLOAT32_ATOL
 from torch_cnn.train import seeded_model
 
 NAMES = torch_cnn.list_models()
 CL = torch.channels_last
+# The channels_last settings: the default ("auto") and forced, each against plain NCHW.
+FAST = ["auto", "channels_last"]
 
 
 def _images(n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -32,8 +36,9 @@ def _images(n: int, seed: int = 0, dtype: torch.dtype = torch.float32) -> torch.
     return torch.rand(n, 3, 32, 32, generator=g, dtype=torch.float64).to(dtype)
 
 
-def _pair(model: nn.Module) -> tuple[nn.Module, nn.Module]:
-    """The model on its default path and a copy on the plain NCHW path."""
+def _pair(model: nn.Module, memory_format: str = "auto") -> tuple[nn.Module, nn.Module]:
+    """The model with ``memory_format`` (the default: "auto") and a copy on the plain NCHW path."""
+    model.memory_format = memory_format
     plain = copy.deepcopy(model)
     plain.memory_format = "contiguous"
     return model, plain
@@ -64,32 +69,45 @@ def test_compute_format_policy() -> None:
     assert compute_format("auto", x.double()) == torch.contiguous_format  # the 1e-12 checks' dtype
     assert compute_format("auto", torch.zeros(2, 8)) == torch.contiguous_format  # not a map
     assert compute_format("auto", x.to("meta")) == torch.contiguous_format
+    assert compute_format("auto", x[:1]) == torch.contiguous_format  # one image
+    assert compute_format("auto", x, wide=False) == torch.contiguous_format  # narrow convs
     assert compute_format("channels_last", x.double()) == CL
+    assert compute_format("channels_last", x[:1]) == CL
     assert compute_format("contiguous", x) == torch.contiguous_format
+    assert wide_convolutions(seeded_model("model_cifar10", 0))  # 32, 64, 128 channels
+    assert not wide_convolutions(seeded_model("model_cnn", 0))  # 10, 20
+    assert not wide_convolutions(nn.Linear(3, 4))  # no convolution at all
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_the_default_computes_channels_last_and_the_switch_turns_it_off(name: str) -> None:
-    """Not only equal outputs: the default path really is channels_last inside, and
-    ``memory_format="contiguous"`` really is plain NCHW (else the comparisons below compare a
-    path with itself)."""
-    model, plain = _pair(seeded_model(name, 0).eval())
+def test_what_the_default_computes_in_and_the_switches(name: str) -> None:
+    """Not only equal outputs: the default really is channels_last inside where it pays
+    (model_cifar10, a batch), plain NCHW where it does not (one image, model_cnn's narrow
+    convolutions, float64), and the switches force either (else the comparisons below could
+    compare a path with itself)."""
+    model = seeded_model(name, 0).eval()
     assert model.memory_format == "auto"
-    x = _images(4)
-    for t in _conv_inputs(model, x):
-        assert t.is_contiguous(memory_format=CL) and not t.is_contiguous()
-    for t in _conv_inputs(plain, x):
-        assert t.is_contiguous()
-    for t in _conv_inputs(seeded_model(name, 0, dtype=torch.float64), x.double()):
+    wide = name == "model_cifar10"
+    for batch, channels_last in ((4, wide), (1, False)):
+        for t in _conv_inputs(model, _images(batch)):
+            assert t.is_contiguous(memory_format=CL) == channels_last
+            assert t.is_contiguous() == (not channels_last)
+    forced, plain = _pair(copy.deepcopy(model), "channels_last")
+    assert all(t.is_contiguous(memory_format=CL) for t in _conv_inputs(forced, _images(1)))
+    assert all(t.is_contiguous() for t in _conv_inputs(plain, _images(4)))
+    for t in _conv_inputs(seeded_model(name, 0, dtype=torch.float64), _images(4).double()):
         assert t.is_contiguous()  # float64 stays NCHW by default
     with pytest.raises(ValueError, match=r"memory_format must be one of .*Received: 'nhwc'"):
         model.memory_format = "nhwc"  # type: ignore[assignment]
 
 
+@pytest.mark.parametrize("memory_format", FAST)
 @pytest.mark.parametrize("batch", [1, 7, 64])
 @pytest.mark.parametrize("name", NAMES)
-def test_default_equals_plain_nchw_on_every_layer(name: str, batch: int) -> None:
-    model, plain = _pair(seeded_model(name, 0).eval())
+def test_default_equals_plain_nchw_on_every_layer(
+    name: str, batch: int, memory_format: str
+) -> None:
+    model, plain = _pair(seeded_model(name, 0).eval(), memory_format)
     x = _images(batch, seed=batch)
     with torch.no_grad():
         got, want = model.layer_outputs(x), plain.layer_outputs(x)
@@ -127,11 +145,14 @@ def test_output_layout_and_dtype(name: str) -> None:
     assert y.device.type == "cpu"
 
 
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("name", NAMES)
-def test_channels_last_and_non_contiguous_inputs(name: str) -> None:
+def test_channels_last_and_non_contiguous_inputs(name: str, memory_format: str) -> None:
     """Whatever the input's strides: channels_last, a crop of a bigger batch, every other image
-    of a batch, a transposed-back view: the same outputs as a plain contiguous input."""
+    of a batch, a transposed-back view: the same outputs as a plain contiguous input, in
+    every setting."""
     model = seeded_model(name, 0).eval()
+    model.memory_format = memory_format
     x = _images(8)
     big = _images(16, seed=1)
     big[::2] = x
@@ -149,14 +170,17 @@ def test_channels_last_and_non_contiguous_inputs(name: str) -> None:
             assert torch.equal(model(xi), want), what
 
 
+@pytest.mark.parametrize("memory_format", FAST)
 @pytest.mark.parametrize("name", NAMES)
-def test_training_gradients_match_the_plain_path(name: str) -> None:
+def test_training_gradients_match_the_plain_path(name: str, memory_format: str) -> None:
     """Train mode with autograd (max-pooling with indices in channels_last, the conv backward
     in channels_last): the loss and every gradient as on the plain path (float32, relative to
-    each gradient's scale), and float64, which stays NCHW, bit for bit."""
+    each gradient's scale), and float64, which "auto" keeps NCHW, bit for bit."""
     for dtype, rel in ((torch.float32, 1e-5), (torch.float64, 0.0)):
-        model, plain = _pair(seeded_model(name, 0, dtype=dtype).train())
+        model, plain = _pair(seeded_model(name, 0, dtype=dtype).train(), memory_format)
         x, y = _images(16, dtype=dtype), torch.arange(16) % 10
+        if dtype == torch.float64 and memory_format == "channels_last":
+            rel = 1e-12  # forced channels_last: float64 too, another order of the same sums
         losses = []
         for m in (model, plain):
             loss = F.cross_entropy(m.logits(x), y)
@@ -190,14 +214,15 @@ def test_torch_export_still_traces_the_default_path(name: str) -> None:
     with torch.no_grad():
         assert torch.equal(program.module()(x), model(x))
     ops = {str(node.target) for node in program.graph.nodes if node.op == "call_function"}
-    assert any("clone" in op or "contiguous" in op or "_to_copy" in op for op in ops), ops
+    converts = any("clone" in op or "contiguous" in op or "_to_copy" in op for op in ops)
+    assert converts == (name == "model_cifar10"), ops  # the layout change is in the graph
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_state_dict_and_parameters_keep_their_layout(name: str) -> None:
     """The layout is a computation detail: a forward pass changes no parameter's strides, and
     the state dict round-trips between the two paths."""
-    model, plain = _pair(seeded_model(name, 0))
+    model, plain = _pair(seeded_model(name, 0), "channels_last")
     with torch.no_grad():
         model(_images(2))
     assert all(p.is_contiguous() for p in model.parameters())
@@ -212,24 +237,38 @@ def test_state_dict_and_parameters_keep_their_layout(name: str) -> None:
 
 
 def _converted(keras: ModuleType, entry: str) -> KerasGraph:
+    from benchmarks.converted import build_keras
     from keras_ref import zoo
 
-    keras_model = zoo.build(entry, keras_module=keras)
-    zoo.seed_weights(keras_model, 0)
+    if entry == "resnet_bn":  # the benchmark's: 16-64 channels, wide enough for channels_last
+        keras_model = build_keras(keras, entry, seed=0)
+    else:
+        keras_model = zoo.build(entry, keras_module=keras)
+        zoo.seed_weights(keras_model, 0)
     model = torch_cnn.from_keras(keras_model)
     assert isinstance(model, KerasGraph)
     return model
 
 
-CONVERTED = ["residual_bn", "fully_conv_image_output", "maxpool_same_and_strides", "concat_axes"]
+CONVERTED = [
+    "resnet_bn",
+    "residual_bn",
+    "fully_conv_image_output",
+    "maxpool_same_and_strides",
+    "concat_axes",
+]
 
 
 @pytest.mark.keras
+@pytest.mark.parametrize("memory_format", FAST)
 @pytest.mark.parametrize("entry", CONVERTED)
-def test_converted_default_equals_plain_nchw(keras: ModuleType, entry: str) -> None:
-    model, plain = _pair(_converted(keras, entry).eval())
+def test_converted_default_equals_plain_nchw(
+    keras: ModuleType, entry: str, memory_format: str
+) -> None:
+    model, plain = _pair(_converted(keras, entry).eval(), memory_format)
     x = _images(8)
-    assert _conv_inputs(model, x)[0].is_contiguous(memory_format=CL)
+    channels_last = memory_format == "channels_last" or entry == "resnet_bn"
+    assert _conv_inputs(model, x)[0].is_contiguous(memory_format=CL) == channels_last
     with torch.no_grad():
         got, want = model.layer_outputs(x), plain.layer_outputs(x)
         for layer in want:
@@ -245,7 +284,7 @@ def test_converted_default_equals_plain_nchw(keras: ModuleType, entry: str) -> N
 def test_converted_batchnorm_trains_alike(keras: ModuleType) -> None:
     """Train mode: BatchNorm's batch statistics and running averages, and the gradients, as on
     the plain path."""
-    model, plain = _pair(_converted(keras, "residual_bn").train())
+    model, plain = _pair(_converted(keras, "residual_bn").train(), "channels_last")
     x = _images(16)
     for m in (model, plain):
         m(x).log().mean().backward()
