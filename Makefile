@@ -12,7 +12,7 @@ ifneq ($(CIFAR10_DIR),)
 export CIFAR10_DIR
 endif
 
-.PHONY: demo test test-fast lint types pytest clean
+.PHONY: demo test test-fast lint types pytest dist-check clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,5 +39,15 @@ test: lint types pytest
 test-fast: lint types
 	$(VENV)/bin/pytest -m "not slow"
 
+# A release a stranger can install: wheel and sdist, installed in a fresh venv without
+# TensorFlow, then a smoke test (import, CLI, converting a Keras file).
+DIST_VENV := build/dist-venv
+dist-check: $(STAMP)
+	rm -rf dist $(DIST_VENV)
+	$(PY) -m build --outdir dist . >/dev/null
+	$(PYTHON) -m venv $(DIST_VENV)
+	$(DIST_VENV)/bin/pip install --quiet -c constraints.txt dist/*.whl
+	cd build && ../$(DIST_VENV)/bin/python ../scripts/smoke_test.py ../parity_tests/zoo/residual_bn/model.keras
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build dist

@@ -55,6 +55,8 @@ def keras_summary_rows(text: str) -> list[tuple[str, str, str, str]]:
     Keras draws a rich table; a long cell wraps onto the row's next lines, so the lines
     between two rules are joined column by column first.
     """
+    if "┃" not in text:
+        return _keras2_summary_rows(text)
     rows: list[tuple[str, str, str, str]] = []
     cells: list[str] = []
     body = False
@@ -78,3 +80,36 @@ def _summary_row(cells: list[str]) -> tuple[str, str, str, str]:
     label = cells[0]
     name, _, cls = label.rpartition(" (")
     return name.strip(), cls.rstrip(")"), cells[1], cells[2]
+
+
+def _keras2_summary_rows(text: str) -> list[tuple[str, str, str, str]]:
+    """Keras 2's (tf_keras) plain-text table: columns at the header's offsets. A long label
+    wraps mid-word onto the next line; an expanded nested model is boxed in ``|``; an
+    InputLayer's shape is printed as a list and counts without commas (both normalised)."""
+    lines = text.splitlines()
+    head = next(i for i, line in enumerate(lines) if "Layer (type)" in line)
+    shape_at, params_at = lines[head].index("Output Shape"), lines[head].index("Param #")
+    rows: list[tuple[str, str, str, str]] = []
+    for line in lines[head + 2 :]:
+        if line.startswith("=") or line.startswith("Total params"):
+            break
+        if "¯" in line:
+            continue
+        body = line.replace("|", " ")  # a nested model's box keeps the columns
+        label = body[:shape_at].strip()
+        rest = body[shape_at:].split()
+        if not label:
+            continue
+        if not rest and rows:  # a wrapped label: "batch_normalization (BatchN" + "ormalization)"
+            name, cls, shape, params = rows[-1]
+            joined = f"{name} ({cls}{label}"
+            n, _, c = joined.rpartition(" (")
+            rows[-1] = (n, c.rstrip(")"), shape, params)
+            continue
+        shape = body[shape_at:params_at].strip()
+        if shape.startswith("[(") and shape.endswith(")]"):
+            shape = shape[1:-1]
+        params = f"{int(body[params_at:].split()[0]):,}"
+        name, _, cls = label.rpartition(" (")
+        rows.append((name.strip(), cls.rstrip(")"), shape, params))
+    return rows

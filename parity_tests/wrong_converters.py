@@ -79,13 +79,11 @@ def concatenate_keras_axis_as_torch_dim(
     return dataclasses.replace(out, module=_Cat(int(call.config.get("axis", -1))))
 
 
-class _LinearOnLastTorchDim(nn.Module):
-    def __init__(self, linear: nn.Module) -> None:
-        super().__init__()
-        self.linear = linear
+class _LinearOnLastTorchDim(nn.Linear):
+    """torch's Linear as it is, on a map: it acts on W, the last torch dim, not the channels."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.linear.weight, self.linear.bias)  # type: ignore[arg-type]
+        return F.linear(x, self.weight, self.bias)
 
 
 def dense_on_the_last_torch_dim(
@@ -94,7 +92,10 @@ def dense_on_the_last_torch_dim(
     out = REAL["Dense"](call, inputs, ctx)
     if not inputs[0].is_map:
         return out
-    return dataclasses.replace(out, module=_LinearOnLastTorchDim(out.module))
+    linear = out.module
+    assert isinstance(linear, nn.Linear)
+    wrong = _LinearOnLastTorchDim(linear.in_features, linear.out_features, linear.bias is not None)
+    return dataclasses.replace(out, module=wrong)
 
 
 class _ReshapeNCHW(nn.Module):

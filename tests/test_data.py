@@ -272,6 +272,43 @@ def test_real_sample(cifar10_dir: Path) -> None:
     assert not torch.equal(ds.test.images[:, 0], ds.test.images[:, 2])
 
 
+@pytest.mark.data
+def test_real_sample_arrives_bit_for_bit(cifar10_dir: Path) -> None:
+    """The restricted reader gives exactly what plain pickle gives on the (trusted) real files."""
+    ds = load_cifar10(cifar10_dir)
+    for split, files in ((ds.train, data.TRAIN_FILES), (ds.test, (data.TEST_FILE,))):
+        plain = [pickle.loads((cifar10_dir / f).read_bytes(), encoding="bytes") for f in files]
+        want = np.concatenate([b[b"data"] for b in plain])
+        np.testing.assert_array_equal(split.images.numpy().reshape(len(want), -1), want)
+        assert split.labels.tolist() == [label for b in plain for label in b[b"labels"]]
+    assert (len(ds.train), len(ds.test)) == (5085, 1017)
+    meta = pickle.loads((cifar10_dir / "batches.meta").read_bytes(), encoding="bytes")
+    assert ds.classes == [name.decode() for name in meta[b"label_names"]]
+
+
+def test_an_empty_batch_among_others_is_fine(fake_dir: Path) -> None:
+    # Python 3 pickles b"" at protocol 2 as bytes(): readable, and an empty batch is allowed.
+    _dump(fake_dir / "data_batch_2", _batch(0, 2))
+    ds = load_cifar10(fake_dir)
+    assert len(ds.train) == sum(TRAIN_SIZES) - TRAIN_SIZES[1]
+
+
+def test_special_entries_are_not_missing_but_refused(fake_dir: Path) -> None:
+    (fake_dir / "data_batch_1").unlink()
+    os.mkfifo(fake_dir / "data_batch_1")
+    assert data.missing_files(fake_dir) == []  # there is an entry: reading it names the problem
+    with pytest.raises(data.Cifar10FileError, match=r"data_batch_1 is a FIFO; expected a regular"):
+        load_cifar10(fake_dir)
+
+
+def test_split_refuses_labels_out_of_range() -> None:
+    images = torch.zeros(3, 3, 32, 32, dtype=torch.uint8)
+    data.Split(images, torch.tensor([0, 9, 5]))
+    for bad, where in (([0, -100, 1], "-100 at index 1"), ([10, 0, 0], "10 at index 0")):
+        with pytest.raises(ValueError, match=rf"lie in 0\.\.9; received {where}"):
+            data.Split(images, torch.tensor(bad))
+
+
 # ---------------------------------------------------------------------------------------------
 # to_float
 
@@ -285,6 +322,15 @@ def test_to_float_divides_by_255_on_both_splits() -> None:
     assert to_float(x, torch.float64)[51].item() == pytest.approx(0.2, abs=1e-15)
     with pytest.raises(TypeError, match=r"expects uint8 images; received torch.float32"):
         to_float(got)
+
+
+@pytest.mark.parametrize(
+    "dtype", [torch.int64, torch.int32, torch.int16, torch.bool, torch.float64]
+)
+def test_to_float_divides_nothing_but_uint8(dtype: torch.dtype) -> None:
+    # int64 images divided by 255 would give a loss of 137 instead of 2.36 (issue 16).
+    with pytest.raises(TypeError, match=rf"expects uint8 images; received {dtype}"):
+        to_float(torch.zeros(2, 3, 32, 32, dtype=dtype))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,13 @@ torch.Size([8, 10])
 from torch_cnn import models as _models  # noqa: F401  (registers the seed models)
 from torch_cnn import optim
 from torch_cnn._version import __version__
-from torch_cnn.convert import ConversionError, from_keras, register_keras_layer, supported_layers
+from torch_cnn.convert import (
+    ConversionError,
+    from_keras,
+    optimizer_from_keras,
+    register_keras_layer,
+    supported_layers,
+)
 from torch_cnn.porting import (
     KerasLayer,
     KerasModelRecord,
@@ -42,6 +48,7 @@ __all__ = [
     "load",
     "load_keras_weights",
     "optim",
+    "optimizer_from_keras",
     "register_keras_layer",
     "register_model",
     "save",

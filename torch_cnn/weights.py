@@ -32,8 +32,6 @@ FORMAT = "torch_cnn.weights"
 FORMAT_VERSION = "1"
 KERAS_GRAPH = "keras_graph"  # the "model" of a converted Keras model; its config is "keras_config"
 MAX_CONFIG_BYTES = 64 << 20  # a Keras config in the metadata; real ones are KBs
-# Tensors that are counters, not weights (torch's BatchNorm): the only non-float ones allowed.
-_INTEGER_STATE = ("num_batches_tracked",)
 
 
 class CheckpointError(ValueError):
@@ -153,7 +151,9 @@ def _check_tensors(
     name: str,
 ) -> None:
     """Names and shapes as the model has them; every weight in the metadata's dtype (a file
-    holding integer, bool or complex weights, or another float dtype, is refused, not cast)."""
+    holding integer, bool or complex weights, or another float dtype, is refused, not cast).
+    The model's integer buffers (counters: BatchNorm's batches, Normalization's count) keep
+    their own dtype."""
     shapes = {k: tuple(v.shape) for k, v in got.items()}
     expected = {k: tuple(v.shape) for k, v in want.items()}
     if shapes != expected:
@@ -169,7 +169,7 @@ def _check_tensors(
             f"wrong shapes {wrong}"
         )
     for key, t in got.items():
-        allowed = want[key].dtype if key.endswith(_INTEGER_STATE) else dtype
+        allowed = dtype if want[key].is_floating_point() else want[key].dtype  # counters
         if t.dtype != allowed:
             raise CheckpointError(
                 f"{path}: tensor {key!r} has dtype {t.dtype}; the file says the model is "

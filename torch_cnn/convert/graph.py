@@ -197,17 +197,44 @@ def _node_args(node: Any, layer: str) -> tuple[tuple[Any, ...], dict[str, Any], 
             raise ConversionError(f"layer {layer!r}: an inbound node is malformed: {_short(node)}")
         return tuple(walk(a) for a in args), walk(dict(kwargs)), refs
     if isinstance(node, list):  # Keras 2: [[layer, node, tensor, kwargs], ...]
-        merged: dict[str, Any] = {}
-        for item in node:
-            if not (isinstance(item, list) and len(item) in (3, 4) and isinstance(item[0], str)):
-                raise ConversionError(f"layer {layer!r}: an inbound node is malformed: {item!r}")
-            refs.append(Ref(item[0], int(item[1]), int(item[2])))
-            if len(item) == 4 and isinstance(item[3], Mapping):
-                merged.update(item[3])
-        tensors = [TensorArg(i) for i in range(len(refs))]
-        first: Any = tensors[0] if len(tensors) == 1 else tensors
-        return (first,), merged, refs
+        return _keras2_node_args(node, layer, refs)
     raise ConversionError(f"layer {layer!r}: an inbound node is malformed: {_short(node)}")
+
+
+def _keras2_ref(value: Any) -> bool:
+    return (
+        isinstance(value, list)
+        and len(value) == 3
+        and isinstance(value[0], str)
+        and all(isinstance(v, int) for v in value[1:])
+    )
+
+
+def _keras2_node_args(
+    node: list[Any], layer: str, refs: list[Ref]
+) -> tuple[tuple[Any, ...], dict[str, Any], list[Ref]]:
+    """A Keras 2 call: ``[[layer, node, tensor, kwargs], ...]``. A ``TFOpLambda`` call is one
+    entry, not wrapped in a list, whose constant operands are ``["_CONSTANT_VALUE", -1, value,
+    kwargs]`` and whose tensor operands may sit in its kwargs as ``[layer, node, tensor]``."""
+    items = [node] if node and isinstance(node[0], str) else node
+    args: list[Any] = []
+    merged: dict[str, Any] = {}
+    for item in items:
+        if not (isinstance(item, list) and len(item) in (3, 4) and isinstance(item[0], str)):
+            raise ConversionError(f"layer {layer!r}: an inbound node is malformed: {item!r}")
+        if item[0] == "_CONSTANT_VALUE":
+            args.append(item[2])
+        else:
+            refs.append(Ref(item[0], int(item[1]), int(item[2])))
+            args.append(TensorArg(len(refs) - 1))
+        if len(item) == 4 and isinstance(item[3], Mapping):
+            merged.update(item[3])
+    for key, value in merged.items():
+        if _keras2_ref(value):
+            refs.append(Ref(value[0], int(value[1]), int(value[2])))
+            merged[key] = TensorArg(len(refs) - 1)
+    first: Any = args[0] if len(args) == 1 else args
+    return (first,), merged, refs
 
 
 def _single_ref(value: Any, what: str, name: str, where: str) -> Ref:
@@ -296,21 +323,20 @@ def _parse_functional(
 
 
 def _topological(calls: Sequence[GraphCall], start: Ref, where: str) -> tuple[GraphCall, ...]:
-    """The calls in an order where every input exists before it is used (config order kept
-    where it already is one, as Keras's own reconstruction does)."""
+    """The calls in an order where every input exists before it is used: the config's own
+    order where it already is one (Keras writes it so; its summary lists layers in it)."""
     ready = {start}
     order: list[GraphCall] = []
     waiting = list(calls)
     while waiting:
-        progressed = [gc for gc in waiting if all(r in ready for r in gc.inputs)]
-        if not progressed:
+        nxt = next((gc for gc in waiting if all(r in ready for r in gc.inputs)), None)
+        if nxt is None:
             names = sorted({gc.call.name for gc in waiting})
             raise ConversionError(
                 f"{where}: layers {names} cannot be reached from the model input "
                 "(a loop, or a second input)"
             )
-        for gc in progressed:
-            order.append(gc)
-            ready.add(gc.output)
-        waiting = [gc for gc in waiting if gc not in progressed]
+        order.append(nxt)
+        ready.add(nxt.output)
+        waiting.remove(nxt)
     return tuple(order)

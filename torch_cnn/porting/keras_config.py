@@ -35,6 +35,20 @@ def is_op_module(module: Any) -> bool:
     )
 
 
+def is_legacy_op(entry: Mapping[str, Any]) -> bool:
+    """A Keras op in a legacy ``.h5`` config, which drops ``module`` (``{"class_name": "Add",
+    "config": {"name": "add"}}``): every layer's config has ``trainable`` and ``dtype``, no op's
+    (a Keras 2 nested model's has neither either: it is a model, not an op)."""
+    cfg = entry.get("config")
+    return (
+        entry.get("module") is None
+        and not is_model_entry(entry)
+        and isinstance(cfg, Mapping)
+        and "trainable" not in cfg
+        and "dtype" not in cfg
+    )
+
+
 def is_model_entry(entry: Mapping[str, Any]) -> bool:
     """Whether a layer entry is itself a Sequential/Functional model (its config has layers)."""
     cfg = entry.get("config")

@@ -18,7 +18,7 @@ import torch
 from torch_cnn import distributed as _dist
 from torch_cnn._io import atomic_write
 from torch_cnn.models import KerasStyleNet, TorchCnnModel
-from torch_cnn.registry import create_model
+from torch_cnn.registry import create_model, list_models
 from torch_cnn.train.results import History
 from torch_cnn.weights import CheckpointError
 
@@ -67,7 +67,14 @@ def model_from_checkpoint(
 ) -> KerasStyleNet:
     """The model a training checkpoint holds (built from its recorded name, loaded strictly)."""
     ckpt = load_checkpoint(path)
-    model = create_model(ckpt["config"]["model"])
+    name = ckpt["config"]["model"]
+    if name not in list_models():  # a converted Keras model: last.pt does not hold its graph
+        raise CheckpointError(
+            f"{path}: written for model {name!r}, which is not a registered model (a converted "
+            "Keras model?); its run directory's model.safetensors rebuilds it "
+            "(torch_cnn.load, or torch-cnn evaluate --checkpoint DIR/model.safetensors)"
+        )
+    model = create_model(name)
     if not isinstance(model, KerasStyleNet):  # pragma: no cover - every registered model is one
         raise CheckpointError(f"{path}: {ckpt['config']['model']!r} is not a KerasStyleNet")
     try:
@@ -102,7 +109,12 @@ def checkpoint_state(
     history: History,
     config: Mapping[str, Any],
 ) -> dict[str, Any]:
-    rng: dict[str, torch.Tensor] = {"generator": generator.get_state()}
+    # "torch": the global CPU stream fit gives dropout and noise layers (inside fork_rng); a
+    # resumed run must continue it, not reseed it, to draw the masks an uninterrupted run draws.
+    rng: dict[str, torch.Tensor] = {
+        "generator": generator.get_state(),
+        "torch": torch.get_rng_state(),
+    }
     if device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(device)
     return {
@@ -196,6 +208,8 @@ def restore(
     model.load_state_dict(ckpt["model"], strict=True)
     optimizer.load_state_dict(ckpt["optimizer"])
     generator.set_state(ckpt["rng"]["generator"])
+    if "torch" in ckpt["rng"]:  # checkpoints from before it was recorded reseed the stream
+        torch.set_rng_state(ckpt["rng"]["torch"])
     if device.type == "cuda" and "cuda" in ckpt["rng"]:
         torch.cuda.set_rng_state(ckpt["rng"]["cuda"], device)
     restored = History(ckpt["history"], ckpt["seconds"])

@@ -3,9 +3,10 @@
 ``fit`` mirrors what ``model.fit(x, y, batch_size=32, epochs=10, shuffle=True,
 validation_data=...)`` does in Keras 3: a fresh permutation every epoch, the last
 partial batch kept, one optimizer step per batch, and per-epoch ``loss`` and
-``accuracy`` reported as Keras reports them (see ``fit``). The loss is always
-``F.cross_entropy(model.logits(x), y)``, so ``model_cnn`` (whose ``forward``
-returns softmax probabilities) is trained stably from its logits.
+``accuracy`` reported as Keras reports them (see ``fit``). The loss is computed from
+``model.logits(x)`` (``train.objective``: cross-entropy for a softmax or linear head,
+binary cross-entropy for one sigmoid unit), so a model whose ``forward`` returns
+probabilities is trained stably from its logits, as Keras does.
 
 The whole dataset sits on the device; batches are tensor slices (``data.iterate_batches``).
 Every random number the loop draws (the permutation, the augmentation) comes from one
@@ -253,8 +254,12 @@ def fit(
 ) -> History:
     """Train ``model`` in place, as Keras's ``model.fit(..., shuffle=True)``; returns the history.
 
-    - **Loss**: ``F.cross_entropy(model.logits(x), y)``, the batch mean, for both models
-      (the same value as Keras's categorical cross-entropy on softmax outputs, computed stably).
+    - **Loss**: the batch mean of ``objective_for(model)``'s loss on ``model.logits(x)``:
+      ``F.cross_entropy`` for a softmax or linear head (the same value as Keras's categorical
+      cross-entropy on softmax outputs, computed stably), binary cross-entropy from the logit
+      of one sigmoid unit. Seed and converted models (``from_keras``) alike; a converted
+      model's frozen layers (``trainable=False`` in Keras) get no gradient and a frozen
+      BatchNormalization keeps its moving statistics, as in Keras.
     - **Reported metrics**, as Keras 3's trainer: ``loss`` is the mean of the batch losses
       weighted by batch size (its ``Mean`` loss tracker, updated with ``sample_weight=batch
       size``); ``accuracy`` is the fraction of training images classified correctly during the
