@@ -13,17 +13,26 @@ over ``--rounds`` interleaved rounds (one round times every candidate once, in t
 slow stretch of a shared machine hits all of them alike). Candidates:
 
 - ``nchw``: ``memory_format="contiguous"``, the plain NCHW eager path (the old default);
-- ``channels_last``: ``memory_format="auto"``, the input converted inside the model (the new
-  default);
+- ``default (auto)``: ``memory_format="auto"``, the new default: channels_last inside the
+  model for a batch through wide convolutions, NCHW for one image or narrow convolutions;
+- ``channels_last``: ``memory_format="channels_last"``, the input converted inside the model
+  whatever the batch and model;
 - ``channels_last+weights``: the same with the parameters in channels_last too
   (``model.to(memory_format=torch.channels_last)``, what ``fit(channels_last=True)`` does);
-- ``compile``: ``torch.compile`` of the default model (one compiled graph per batch size);
+- ``compile``: ``torch.compile`` of the channels_last model (one compiled graph per batch size);
 - ``compile+freezing``: the same with Inductor's ``freezing`` (weights folded in as constants,
   oneDNN's fused and prepacked convolutions), valid only while the weights do not change;
 - ``keras predict_on_batch`` and ``keras model(x)`` (TensorFlow backend), and ``onnxruntime``
   on Keras's own ONNX export (``model.export(path, format="onnx")``, through tf2onnx).
 
 Compilation time (the first call, per batch size) is printed apart.
+
+``--fit`` measures ``torch_cnn.train.fit`` instead, one epoch of ``--fit-images`` random
+images at batch 32 per round, for the settings ``fit``'s defaults could take: the model's
+default layout (channels_last inside model_cifar10, the parameters NCHW), the plain NCHW
+path, ``fit(channels_last=True)`` (the parameters channels_last too), ``fit(compile=True)``,
+and Keras's Adam against ``torch.optim.Adam``'s foreach kernels (not bit-exact with Keras:
+what the exact optimizer costs).
 """
 
 from __future__ import annotations
@@ -57,10 +66,13 @@ def _torch_candidates(model: nn.Module, compile_: bool) -> dict[str, Call]:
     setattr(nchw, "memory_format", "contiguous")  # noqa: B010  # KerasStyleNet / KerasGraph
     default = copy.deepcopy(model)
     setattr(default, "memory_format", "auto")  # noqa: B010
-    cl_weights = copy.deepcopy(model).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    forced = copy.deepcopy(model)
+    setattr(forced, "memory_format", "channels_last")  # noqa: B010
+    cl_weights = copy.deepcopy(forced).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     out: dict[str, Call] = {
         "nchw": nchw,
-        "channels_last": default,
+        "default (auto)": default,
+        "channels_last": forced,
         "channels_last+weights": cl_weights,
     }
     if compile_:
@@ -72,7 +84,7 @@ def _torch_candidates(model: nn.Module, compile_: bool) -> dict[str, Call]:
                 if key not in per_shape:  # one graph per batch size, as a user would see
                     options: dict[str, Any] = {"freezing": kind == "freezing"}
                     per_shape[key] = torch.compile(
-                        copy.deepcopy(default), dynamic=False, options=options
+                        copy.deepcopy(forced), dynamic=False, options=options
                     )
                 result: torch.Tensor = per_shape[key](x)
                 return result
@@ -182,6 +194,55 @@ def measure(
     return rows
 
 
+def measure_fit(name: str, rounds: int, images: int, batch: int = 32) -> list[str]:
+    """``fit``'s candidate settings for ``name``, interleaved: markdown rows."""
+    from torch_cnn.optim import create_optimizer
+    from torch_cnn.train import fit, seeded_model
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(images, 3, 32, 32, generator=g)
+    y = torch.randint(0, 10, (images,), generator=g)
+    variants: dict[str, dict[str, Any]] = {
+        "defaults (memory_format auto)": {},
+        "plain NCHW (memory_format contiguous)": {"memory_format": "contiguous"},
+        "channels_last=True (parameters too)": {"channels_last": True},
+        "compile=True": {"compile": True},
+        "torch Adam foreach (not Keras-exact)": {"optimizer": "torch_adam_foreach"},
+    }
+    runs: dict[str, Callable[[], object]] = {}
+    first: dict[str, float] = {}
+    for label, v in variants.items():
+        model = seeded_model(name, 0)
+        model.memory_format = v.get("memory_format", "auto")
+        optimizer = create_optimizer(v.get("optimizer", "keras_adam"), model.parameters())
+
+        def run(model: Any = model, optimizer: Any = optimizer, v: dict[str, Any] = v) -> object:
+            return fit(
+                model, (x, y), epochs=1, batch_size=batch, optimizer=optimizer, seed=0,
+                channels_last=v.get("channels_last", False), compile=v.get("compile", False),
+                progress=False,
+            )  # fmt: skip
+
+        t0 = time.perf_counter()
+        run()
+        first[label] = time.perf_counter() - t0
+        runs[label] = run
+        print(f"  fit {name}: {label} ready ({first[label]:.1f} s)", file=sys.stderr, flush=True)
+    rates: dict[str, list[float]] = {k: [] for k in runs}
+    for r in range(rounds):
+        for label, epoch in runs.items():
+            t0 = CLOCK()
+            epoch()
+            rates[label].append(images / (CLOCK() - t0))
+        print(f"  fit {name}: round {r + 1}/{rounds}", file=sys.stderr, flush=True)
+    base = statistics.median(rates["defaults (memory_format auto)"])
+    return [
+        f"| {name} | {label} | {statistics.median(v):,.0f} | {max(v):,.0f} "
+        f"| {statistics.median(v) / base:.2f}× | {first[label]:.1f} |"
+        for label, v in rates.items()
+    ]
+
+
 def _images(n: int, seed: int) -> np.ndarray:
     """Real CIFAR-10 test images (NHWC, /255) where ``CIFAR10_DIR`` is set, else seeded ones."""
     if os.environ.get("CIFAR10_DIR"):
@@ -208,11 +269,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         "machine other jobs share (with --threads 1, the compute alone; with more threads it "
         "also counts the threads' spinning)",
     )
+    p.add_argument("--fit", action="store_true", help="fit's candidate settings (batch 32)")
+    p.add_argument("--fit-images", type=int, default=2048)
     args = p.parse_args(argv)
     global CLOCK
     CLOCK = time.process_time if args.cpu_time else time.perf_counter
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if args.fit:
+        rows = []
+        for name in args.models.split(","):
+            if name in torch_cnn.list_models():
+                rows += measure_fit(name, args.rounds, args.fit_images)
+        clock = "process CPU time" if args.cpu_time else "wall clock"
+        print(
+            f"torch {torch.__version__}, {args.threads} threads, {args.rounds} interleaved rounds "
+            f"({clock}); fit, batch 32, one epoch of {args.fit_images:,} random images a round\n"
+        )
+        print("| model | fit | img/s (median) | best | × defaults | first epoch s |")
+        print("|---|---|---:|---:|---:|---:|")
+        print("\n".join(rows))
+        return 0
     import keras
 
     from benchmarks.converted import build_keras

@@ -27,6 +27,7 @@ import benchmarks.cli
 from benchmarks import (
     accuracy,
     common,
+    converted,
     cuda_graph,
     keras_side,
     ort_side,
@@ -286,6 +287,62 @@ def test_keras_side_imports_neither_torch_cnn_nor_torch_at_load() -> None:
         )
         == set()
     )
+
+
+def test_onnxruntime_side_imports_neither_torch_nor_keras() -> None:
+    """onnxruntime's process: numpy and onnxruntime (by name, in a function), nothing else."""
+    source = Path(ort_side.__file__).read_text()
+    assert _non_stdlib_imports(source, allowed=("benchmarks.common",)) == {"numpy"}
+    assert 'import_module("onnxruntime")' in source
+
+
+def test_converted_imports_nothing_at_load() -> None:
+    """The Keras process and ``benchmarks.prepare`` load it: Keras comes in as an argument."""
+    source = Path(converted.__file__).read_text()
+    module_level = [n for n in ast.parse(source).body if isinstance(n, ast.Import | ast.ImportFrom)]
+    top = _non_stdlib_imports(ast.unparse(ast.Module(body=module_level, type_ignores=[])))
+    assert top == set()
+    assert _non_stdlib_imports(source) == {"keras_ref", "keras_ref.models", "keras_ref.weights"}
+
+
+def test_merge_rounds_on_hand_computed_records() -> None:
+    """Two rounds of one repeat each become one record: the repeats in round order, the
+    statistics recomputed (latency rows in µs per call), the first round's compile time, the
+    highest peak memory and max |Δ|."""
+
+    def rec(task: str, s: float, peak: float, diff: float) -> dict[str, Any]:
+        images = 1 if task == "latency" else 100
+        return common.record(
+            framework="onnxruntime", mode="default", model="m", task=task,
+            batch_size=1 if task == "latency" else 50, device="cpu", seconds=[s],
+            images_per_repeat=images, peak_memory_mb=peak, compile_s=s, max_abs_diff=diff,
+        )  # fmt: skip
+
+    rounds = [
+        [rec("infer", 2.0, 10.0, 1e-7), rec("latency", 0.0004, 10.0, 2e-7)],
+        [rec("infer", 0.5, 30.0, 3e-7), rec("latency", 0.0001, 5.0, 1e-7)],
+        [rec("infer", 1.0, 20.0, 2e-7), rec("latency", 0.0002, 5.0, 1e-7)],
+    ]
+    infer, latency = common.merge_rounds(rounds)
+    assert infer["seconds"] == [2.0, 0.5, 1.0] and infer["rounds"] == infer["repeats"] == 3
+    assert (infer["images_per_s"], infer["images_per_s_min"], infer["images_per_s_max"]) == (
+        100.0,
+        50.0,
+        200.0,
+    )
+    assert (infer["compile_s"], infer["peak_memory_mb"], infer["max_abs_diff"]) == (
+        2.0,
+        30.0,
+        3e-7,
+    )
+    assert (latency["latency_us"], latency["latency_us_min"], latency["latency_us_max"]) == (
+        200.0,
+        100.0,
+        400.0,
+    )
+    assert latency["images_per_s"] == pytest.approx(5000.0)
+    with pytest.raises(ValueError, match="task must be one of"):
+        rec("predict", 1.0, 1.0, 0.0)
 
 
 # Run in a fresh process: torch and torch_cnn made unimportable (None in sys.modules, Python's
