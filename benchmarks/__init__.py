@@ -24,6 +24,8 @@ for each of:
   eager);
 - ``torch_cnn`` / ``nchw``: the same on the plain NCHW path (``memory_format="contiguous"``),
   the default before issue 15;
+- ``torch_cnn`` / ``compiled``: the default model under ``torch.compile``, float32, inference
+  only (the opt-in switch for long inference runs; not at batch 1, where it does not pay);
 - ``torch_cnn`` / ``fast``: the opt-in options that make it fastest while accuracy holds
   (``fast_settings``: channels_last, bf16 autocast where the hardware computes in bf16,
   fused Adam, ``torch.compile`` for inference, a whole-step CUDA graph on a GPU), trained

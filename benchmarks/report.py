@@ -314,6 +314,32 @@ def target_report(
     return lines
 
 
+def compiled_lines(
+    records: Sequence[Mapping[str, Any]], model: str, gemm: Mapping[str, float] | None = None
+) -> list[str]:
+    """The opt-in ``torch.compile`` switch (mode ``compiled``) against the inference targets."""
+    ours = best(records, framework="torch_cnn", mode="compiled", model=model, task="infer")
+    if ours is None:
+        return []
+    same = {"model": model, "task": "infer", "batch_size": ours["batch_size"]}
+    return [
+        _ratio_line(
+            "compiled (opt-in torch.compile, float32) inference vs Keras-TF predict",
+            ours,
+            best(records, framework=KERAS, **same),
+            INFER_VS_KERAS,
+            gemm,
+        ),
+        _ratio_line(
+            "compiled (opt-in torch.compile, float32) inference vs onnxruntime",
+            ours,
+            best(records, framework=ORT, **same),
+            INFER_VS_ORT,
+            gemm,
+        ),
+    ]
+
+
 def converted_lines(records: Sequence[Mapping[str, Any]], main: str) -> list[str]:
     """For each other model (the converted ones): torch_cnn's default against Keras-TF and
     onnxruntime, inference and batch-1 latency (no targets: reported as measured)."""
@@ -444,6 +470,8 @@ def format_report(
     lines += target_report(
         records, config.small_batch, accuracy, info.get("gemm_gflops"), config.model
     )
+    if switch := compiled_lines(records, config.model, info.get("gemm_gflops")):
+        lines += ["", "The opt-in compiled path against the same inference targets:", *switch]
     if converted := converted_lines(records, config.model):
         lines += ["", "Converted models (no targets):", *converted]
     if notes:

@@ -27,7 +27,7 @@ import torch
 
 from benchmarks.common import KERAS_BACKENDS, KERAS_MODES, merge_rounds
 from benchmarks.hardware import cpu_peak, forward_flops
-from benchmarks.torch_side import MODES, RunConfig, TorchRow, load_model
+from benchmarks.torch_side import MODES, TRAIN_MODES, RunConfig, TorchRow, load_model
 
 # The checkout's root: where ``benchmarks`` and ``keras_ref`` live, beside ``torch_cnn``.
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -205,13 +205,14 @@ def torch_rows(config: RunConfig, models: list[str]) -> tuple[list[TorchRow], li
         settings = config.settings(mode)
         trains = dict.fromkeys((config.small_batch, config.large, settings.batch_size))
         plan.append((config.model, mode, "infer", config.large))
-        plan += [(config.model, mode, "train", b) for b in trains]
-        if config.latency and mode != "fast":
+        if mode in TRAIN_MODES:
+            plan += [(config.model, mode, "train", b) for b in trains]
+        if config.latency and mode in ("default", "nchw"):  # compiling pays at no batch 1
             plan.append((config.model, mode, "latency", 1))
     for name in models:
-        for mode in ("default", "nchw"):
+        for mode in ("default", "nchw", "compiled"):
             plan.append((name, mode, "infer", config.large))
-            if config.latency:
+            if config.latency and mode != "compiled":
                 plan.append((name, mode, "latency", 1))
     rows, notes = [], []
     for name, mode, task, batch in plan:

@@ -5,7 +5,8 @@ round by round (``TorchRow``), one torch_cnn measurement with all its repeats in
 Modes: ``default`` is what a user gets without asking (``model(x)``, ``fit``'s defaults: float32,
 the model's default layout, which is channels_last inside the model, Keras's Adam, eager);
 ``nchw`` the same with ``memory_format="contiguous"`` (the plain NCHW path, the default before
-issue 15); ``fast`` the opt-in bf16 mode (``fast_settings``)."""
+issue 15); ``compiled`` the default model under ``torch.compile`` (float32, inference only: the
+opt-in switch for long inference runs); ``fast`` the opt-in bf16 mode (``fast_settings``)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ from torch_cnn.models.base import KerasStyleNet
 from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE, create_optimizer
 from torch_cnn.train import KERAS_FIT_BATCH_SIZE, fit, seeded_model
 
-MODES = ("default", "nchw", "fast")
+MODES = ("default", "nchw", "compiled", "fast")
+# The modes that train (``compiled`` is an inference switch: ``torch.compile(model)``).
+TRAIN_MODES = ("default", "nchw", "fast")
 # The benchmark's optimizer names (in its records and --fast), and what
 # torch_cnn.optim.create_optimizer will call them.
 OPTIMIZER_NAMES = {
@@ -144,6 +147,14 @@ def default_settings(device: torch.device, batch_size: int | None = None) -> Set
     """What a user gets without asking: float32, the model's default layout (channels_last
     inside the model for float32), ``fit``'s defaults (Keras's Adam at 1e-3), eager."""
     return Settings("default", LARGE_BATCH[device.type] if batch_size is None else batch_size)
+
+
+def compiled_settings(device: torch.device, batch_size: int | None = None) -> Settings:
+    """The default model, float32, under ``torch.compile`` (its default mode; on CUDA
+    "reduce-overhead", CUDA graphs): inference only."""
+    batch = LARGE_BATCH[device.type] if batch_size is None else batch_size
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return Settings("compiled", batch, compile_infer=True, compile_mode=mode)
 
 
 def nchw_settings(device: torch.device, batch_size: int | None = None) -> Settings:
@@ -293,6 +304,8 @@ class RunConfig:
             return default_settings(self.torch_device, self.large)
         if mode == "nchw":
             return nchw_settings(self.torch_device, self.large)
+        if mode == "compiled":
+            return compiled_settings(self.torch_device, self.large)
         # Fast mode's recipe batch (what --accuracy trains): the seeds' on the CPU, the large
         # one on CUDA; --fast batch_size=N overrides it.
         recipe = self.small_batch if self.torch_device.type == "cpu" else self.large

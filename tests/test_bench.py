@@ -106,7 +106,8 @@ def test_torch_cnn_paths(
             for mode in ("default", "nchw", "fast")
             for task, batch in (("infer", 16), ("train", 8), ("train", 16))
         }
-        | {("torch_cnn", mode, "latency", 1) for mode in ("default", "nchw")},
+        | {("torch_cnn", mode, "latency", 1) for mode in ("default", "nchw")}
+        | {("torch_cnn", "compiled", "infer", 16)},
     )
     fast = [r for r in records if r["mode"] == "fast"]
     default = [r for r in records if r["mode"] == "default"]
@@ -489,8 +490,11 @@ def test_learning_rate_scales_with_the_square_root_of_the_batch() -> None:
 
 def test_the_modes_are_the_default_the_plain_nchw_path_and_fast() -> None:
     config = torch_side.RunConfig()
-    default, nchw, fast = (config.settings(m) for m in torch_side.MODES)
-    assert torch_side.MODES == ("default", "nchw", "fast")
+    default, nchw, fast = (config.settings(m) for m in torch_side.TRAIN_MODES)
+    assert torch_side.MODES == ("default", "nchw", "compiled", "fast")
+    compiled = config.settings("compiled")
+    assert (compiled.memory_format, compiled.compile_infer, compiled.bf16) == ("auto", True, False)
+    assert not compiled.tf32 and "compiled" not in torch_side.TRAIN_MODES
     assert (default.memory_format, default.channels_last, default.bf16) == ("auto", False, False)
     assert (nchw.memory_format, nchw.channels_last, nchw.bf16) == ("contiguous", False, False)
     assert (default.optimizer, nchw.optimizer) == ("keras_adam", "keras_adam")
@@ -836,6 +840,17 @@ def test_a_missed_target_says_how_close_to_the_limit_the_row_is() -> None:
         "the best fp32 matmul here, 120 GFLOP/s); the target needs 100 GFLOP/s, within it"
     )
     assert report.target_report(records, 32)[0].endswith("NOT met")  # without a measured matmul
+
+
+def test_the_compiled_switch_is_held_to_the_inference_targets() -> None:
+    records = [*_targets_case(), _rec("torch_cnn", "compiled", "infer", 256, 14000.0)]
+    assert report.compiled_lines(records, "model_cifar10") == [
+        "- compiled (opt-in torch.compile, float32) inference vs Keras-TF predict: 14,000 / "
+        "10,000 img/s = **1.40×** (target ≥ 1.3×): met",
+        "- compiled (opt-in torch.compile, float32) inference vs onnxruntime: 14,000 / 12,000 "
+        "img/s = **1.17×** (target ≥ 1.1×): met",
+    ]
+    assert report.compiled_lines(_targets_case(), "model_cifar10") == []  # not measured
 
 
 def test_converted_models_are_reported_against_keras_and_onnxruntime() -> None:
