@@ -225,7 +225,7 @@ def record(
         "peak_memory_mb": round(peak_memory_mb, 1),
         "repeats": len(seconds),
         "images_per_repeat": images_per_repeat,
-        "seconds": [round(s, 9 if task == "latency" else 6) for s in seconds],
+        "seconds": [round(s, 9) for s in seconds],
     }
     if task == "latency":  # one image per call; each repeat is a median µs per call
         rec.update(latency_stats(seconds))

@@ -84,8 +84,10 @@ def _check_records(
         assert r["images_per_s"] == pytest.approx(
             common.throughput(r["seconds"], images)["images_per_s"], rel=1e-4
         )
-        if r["task"] == "latency":  # µs per call: the median repeat, each a median of 5 calls
-            assert r["latency_us"] == pytest.approx(1e6 / r["images_per_s"], rel=1e-4)
+        if r["task"] == "latency":  # µs per call: over the repeats, each a median of 5 calls
+            us = sorted(1e6 * s for s in r["seconds"])
+            assert r["latency_us"] == pytest.approx((us[0] + us[1]) / 2, abs=1e-3)
+            assert (r["latency_us_min"], r["latency_us_max"]) == pytest.approx(us, abs=1e-3)
             assert r["calls_per_repeat"] == benchmarks.cli.QUICK_LATENCY_CALLS
         assert r["gflop_per_s"] > 0
 
@@ -205,7 +207,7 @@ def test_gpu_check_dry_run_writes_the_records_and_the_readme_block(tmp_path: Pat
     assert "tests collected" in (out / "pytest_cuda.log").read_text()  # collected, not run
     records = json.loads((out / "model_cnn_cpu.json").read_text())
     assert {r["framework"] for r in records} == {"torch_cnn"}
-    assert {r["mode"] for r in records} == {"default", "nchw", "fast"}
+    assert {r["mode"] for r in records} == {"default", "nchw", "compiled", "fast"}
     readme = (out / "README.md").read_text()
     start, end = "<!-- bench model_cnn cpu start -->", "<!-- bench model_cnn cpu end -->"
     block = readme[readme.index(start) + len(start) : readme.index(end)]
@@ -389,9 +391,12 @@ def test_keras_side_runs_without_torch(keras: ModuleType, tmp_path: Path) -> Non
     assert got == [
         ("keras_tensorflow", "default", "infer", 16),
         ("keras_tensorflow", "default", "train", 8),
+        ("keras_tensorflow", "predict_on_batch", "latency", 1),
+        ("keras_tensorflow", "model(x)", "latency", 1),
     ]
     for r in result["records"]:
-        assert r["repeats"] == common.QUICK["repeats"] and r["images_per_repeat"] == 32
+        images = 1 if r["task"] == "latency" else 32
+        assert r["repeats"] == common.QUICK["repeats"] and r["images_per_repeat"] == images
         assert "torch" not in r["versions"]
 
 
@@ -416,19 +421,24 @@ def test_throughput_on_known_timings() -> None:
 def test_record_puts_the_schema_first_and_rounds() -> None:
     rec = common.record(
         framework="torch_cnn",
-        mode="parity",
+        mode="default",
         model="model_cnn",
         task="infer",
         batch_size=16,
         device="cpu",
-        seconds=[0.1234567, 0.2],
+        seconds=[0.1234567891234, 0.2],
         images_per_repeat=32,
         peak_memory_mb=123.456,
         compile_s=1.5,
     )
     assert tuple(rec)[: len(RECORD_KEYS)] == RECORD_KEYS
-    assert rec["images_per_s"] == pytest.approx((32 / 0.1234567 + 32 / 0.2) / 2)
-    assert (rec["peak_memory_mb"], rec["seconds"], rec["repeats"]) == (123.5, [0.123457, 0.2], 2)
+    assert rec["images_per_s"] == pytest.approx((32 / 0.1234567891234 + 32 / 0.2) / 2)
+    # Seconds to the nanosecond: a latency repeat is tens of µs.
+    assert (rec["peak_memory_mb"], rec["seconds"], rec["repeats"]) == (
+        123.5,
+        [0.123456789, 0.2],
+        2,
+    )
     assert rec["compile_s"] == 1.5
     with pytest.raises(ValueError, match="received task='fit'"):
         common.record(**{**rec, "task": "fit", "seconds": [1.0]})
