@@ -13,6 +13,7 @@ import importlib.util
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -121,7 +122,7 @@ def test_torch_cnn_paths(
     assert all(r["settings"].get("optimizer") in (None, "keras_adam") for r in default)
     assert all(r["peak_gflop_per_s"] > 0 for r in records)
     assert all("max_abs_diff" not in r for r in records)  # no Keras: no shared weights
-    assert {r["command"] for r in records} == {"torch-cnn bench " + " ".join(argv)}
+    assert {r["command"] for r in records} == {shlex.join(["torch-cnn", "bench", *argv])}
     report_text = capsys.readouterr().out
     assert "| torch_cnn | default | model_cnn | train | 8 |" in report_text
     assert "| torch_cnn | nchw | model_cnn |" in report_text  # the latency table
