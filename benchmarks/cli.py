@@ -7,6 +7,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,16 +24,20 @@ from benchmarks.common import (
     WARMUP_STEPS,
     atomic_write_json,
 )
+from benchmarks.converted import CONVERTED_MODELS
 from benchmarks.hardware import forward_flops, load_average, machine
+from benchmarks.prepare import IO_IMAGES
 from benchmarks.report import format_accuracy, format_report, readme_key, write_readme_section
 from benchmarks.runner import run
-from benchmarks.torch_side import RunConfig, parse_overrides, profile_train
+from benchmarks.torch_side import RunConfig, parse_overrides, profile_infer, profile_train
 from torch_cnn import data
 from torch_cnn.registry import list_models
 from torch_cnn.train import KERAS_FIT_BATCH_SIZE, seeded_model
 
 DESCRIPTION = (benchmarks.__doc__ or "").split("\n\n")[0]
 PROFILE_STEPS = 20
+PROFILE_CALLS = {"infer": 10, "latency": 200}
+QUICK_LATENCY_CALLS = 5
 
 
 def _csv(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
@@ -111,7 +116,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         f"(seeds {ACCURACY_SEEDS}; minutes) and compare test accuracy",
     )
     p.add_argument("--accuracy-seeds", type=int, default=len(ACCURACY_SEEDS), metavar="N")
-    p.add_argument("--data-dir", help="CIFAR-10 python-batch directory (default: CIFAR10_DIR)")
+    p.add_argument(
+        "--data-dir",
+        help="CIFAR-10 python-batch directory (default: CIFAR10_DIR): the accuracy check's data "
+        "and the images each row's max |Δ| against Keras is measured on (seeded random images "
+        "without it)",
+    )
+    p.add_argument(
+        "--converted",
+        type=lambda s: tuple(m for m in s.split(",") if m),
+        default=CONVERTED_MODELS,
+        metavar="NAMES",
+        help="converted models timed for inference and latency beside --model "
+        f"(default {','.join(CONVERTED_MODELS)}; '' for none)",
+    )
+    p.add_argument("--no-latency", action="store_true", help="leave out the batch-1 latency rows")
+    p.add_argument("--keep-files", metavar="DIR", help="keep the shared model files in DIR")
     p.add_argument("--profile", action="store_true", help="append an operator profile of training")
     p.add_argument(
         "--readme",
@@ -137,6 +157,9 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         threads=args.threads,
         seed=args.seed,
         fast_overrides=args.fast,
+        converted=tuple(args.converted),
+        latency=not args.no_latency,
+        latency_calls=QUICK_LATENCY_CALLS if args.quick else 0,
     )
 
 
@@ -148,10 +171,21 @@ def _is_checked_fast_train(rec: Mapping[str, Any], accuracy: Mapping[str, Any]) 
 
 
 def _profile_lines(config: RunConfig) -> list[str]:
-    """``--profile``: the top operators of parity and fast training, as fenced text."""
+    """``--profile``: the top operators of default inference (the large batch and batch 1) and
+    of default and fast training, as fenced text: where the time of each target's row goes."""
     lines: list[str] = []
+    for what, batch in (("infer", config.large), ("latency", 1)):
+        print(f"profile: default {what} batch {batch}", file=sys.stderr, flush=True)
+        lines += [
+            "",
+            f"Profile: default inference at batch {batch}, {PROFILE_CALLS[what]} calls:",
+            "",
+            "```",
+            profile_infer(config, batch, PROFILE_CALLS[what]).rstrip(),
+            "```",
+        ]
     for mode, batch in (
-        ("parity", config.small_batch),
+        ("default", config.small_batch),
         ("fast", config.settings("fast").batch_size),
     ):
         print(f"profile: {mode} train batch {batch}", file=sys.stderr, flush=True)
@@ -196,7 +230,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         data_dir = data.resolve_data_dir(args.data_dir)
         dataset = data.load_cifar10(data_dir)
     print(f"benchmarking {config.model} on {info['device']}", file=sys.stderr, flush=True)
-    records, notes = run(config, info["gemm_gflops"])
+    keep = Path(args.keep_files) if args.keep_files else None
+    records, notes, manifest = run(
+        config,
+        info["gemm_gflops"],
+        data_dir=str(data_dir or args.data_dir or "") or None,
+        keep=keep,
+    )
+    if manifest:
+        info["prepared_inputs"] = f"{IO_IMAGES} {manifest['inputs']}"
     extra: list[str] = []
     accuracy = None
     if args.accuracy:
@@ -207,7 +249,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.profile:
         extra += _profile_lines(config)
     info["load_average_end"] = load_average()
-    flops = forward_flops(seeded_model(config.model, 0))
+    flops = {r["model"]: int(r["flops_per_image"]) for r in records if "flops_per_image" in r}
+    flops.setdefault(config.model, forward_flops(seeded_model(config.model, 0)))
     report = format_report(
         records, notes, config, info, command, flops_per_image=flops, extra=extra, accuracy=accuracy
     )

@@ -14,7 +14,8 @@ import resource
 import secrets
 import statistics
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,9 +32,15 @@ RECORD_KEYS = (
     "images_per_s_max",
     "peak_memory_mb",
 )
+# What identifies a row across the rounds of a run (``merge_rounds``).
+ROW_KEYS = ("framework", "mode", "model", "task", "batch_size")
+TASKS = ("train", "infer", "latency")
 KERAS_BACKENDS = {"keras_tensorflow": "tensorflow", "keras_torch": "torch"}
 KERAS_MODES = {"tensorflow": ("default", "xla", "multistep"), "torch": ("default",)}
-FRAMEWORKS = ("torch_cnn", *KERAS_BACKENDS)
+# Batch-1 latency on Keras: its two ways of running one batch (``predict`` adds a data
+# adapter and callbacks around the same compiled function).
+KERAS_LATENCY_CALLS = ("predict_on_batch", "model(x)")
+FRAMEWORKS = ("torch_cnn", *KERAS_BACKENDS, "onnxruntime")
 DEVICES = ("cpu", "cuda")
 # The large batch for training and inference, per device type. On CUDA it divides CIFAR-10's
 # 50,000 training images, so a repeat is exactly one epoch.
@@ -45,6 +52,11 @@ WARMUP_STEPS = 5
 # A --quick run: seconds, not minutes (for the smoke test, not for numbers).
 QUICK = {"images": 128, "repeats": 2, "warmup_steps": 1, "large_batch": 64}
 MB = 1 << 20
+# Batch-1 latency: each repeat is the median of this many calls (fewer for a slow call, so
+# that a repeat takes about LATENCY_REPEAT_S; at least LATENCY_MIN_CALLS).
+LATENCY_CALLS = 400
+LATENCY_MIN_CALLS = 20
+LATENCY_REPEAT_S = 0.5
 
 
 def throughput(seconds: Sequence[float], images: int) -> dict[str, float]:
@@ -60,6 +72,83 @@ def throughput(seconds: Sequence[float], images: int) -> dict[str, float]:
         "images_per_s": statistics.median(rates),
         "images_per_s_min": rates[0],
         "images_per_s_max": rates[-1],
+    }
+
+
+def latency_calls(first_call_s: float, fixed: int = 0) -> int:
+    """How many calls a batch-1 latency repeat makes, from a warm call's seconds (or ``fixed``).
+
+    >>> latency_calls(100e-6), latency_calls(0.015), latency_calls(2.0), latency_calls(1e-4, 5)
+    (400, 33, 20, 5)
+    """
+    if fixed:
+        return fixed
+    fit = int(LATENCY_REPEAT_S / max(first_call_s, 1e-9))
+    return max(LATENCY_MIN_CALLS, min(LATENCY_CALLS, fit))
+
+
+def median_call_s(call: Callable[[], object], calls: int) -> float:
+    """The median wall time of ``calls`` calls of ``call`` (one latency repeat), in seconds."""
+    times = []
+    for _ in range(calls):
+        t0 = time.perf_counter()
+        call()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def row_key(rec: Mapping[str, Any]) -> tuple[Any, ...]:
+    """The fields that name a row: ``ROW_KEYS``' values."""
+    return tuple(rec[k] for k in ROW_KEYS)
+
+
+def merge_rounds(rounds: Sequence[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """One record per row from the records of interleaved rounds (one repeat or more each).
+
+    The repeat times are concatenated in round order and the statistics recomputed;
+    ``compile_s`` and ``warmup_s`` are the first round's (later rounds warm up again in a
+    fresh process), the peak memory the highest, ``max_abs_diff`` the largest. Rows keep the
+    order in which they first appear.
+
+    >>> a = {"framework": "f", "mode": "m", "model": "x", "task": "infer", "batch_size": 2,
+    ...      "seconds": [2.0], "images_per_repeat": 4, "peak_memory_mb": 10.0, "compile_s": 1.0}
+    >>> b = dict(a, seconds=[1.0], peak_memory_mb=12.0, compile_s=0.5)
+    >>> m = merge_rounds([[a], [b]])[0]
+    >>> m["seconds"], m["images_per_s"], m["peak_memory_mb"], m["compile_s"], m["rounds"]
+    ([2.0, 1.0], 3.0, 12.0, 1.0, 2)
+    """
+    merged: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for records in rounds:
+        for rec in records:
+            key = row_key(rec)
+            if key not in merged:
+                merged[key] = dict(rec, seconds=list(rec["seconds"]), rounds=1)
+                continue
+            m = merged[key]
+            m["seconds"] += rec["seconds"]
+            m["rounds"] += 1
+            m["peak_memory_mb"] = max(m["peak_memory_mb"], rec["peak_memory_mb"])
+            if "max_abs_diff" in rec:
+                m["max_abs_diff"] = max(m.get("max_abs_diff", 0.0), rec["max_abs_diff"])
+    for m in merged.values():
+        m.update(throughput(m["seconds"], m["images_per_repeat"]))
+        m["repeats"] = len(m["seconds"])
+        if m["task"] == "latency":
+            m.update(latency_stats(m["seconds"]))
+    return list(merged.values())
+
+
+def latency_stats(seconds: Sequence[float]) -> dict[str, float]:
+    """Median, min and max µs per call over latency repeats (each a median of many calls).
+
+    >>> latency_stats([0.001, 0.002, 0.0005])
+    {'latency_us': 1000.0, 'latency_us_min': 500.0, 'latency_us_max': 2000.0}
+    """
+    us = sorted(1e6 * s for s in seconds)
+    return {
+        "latency_us": round(statistics.median(us), 3),
+        "latency_us_min": round(us[0], 3),
+        "latency_us_max": round(us[-1], 3),
     }
 
 
@@ -123,8 +212,8 @@ def record(
     **extra: Any,
 ) -> dict[str, Any]:
     """One benchmark record: ``RECORD_KEYS`` first, then the repeat times and ``extra``."""
-    if task not in ("train", "infer"):
-        raise ValueError(f"task must be 'train' or 'infer'; received task={task!r}")
+    if task not in TASKS:
+        raise ValueError(f"task must be one of {TASKS}; received task={task!r}")
     rec: dict[str, Any] = {
         "framework": framework,
         "mode": mode,
@@ -136,8 +225,10 @@ def record(
         "peak_memory_mb": round(peak_memory_mb, 1),
         "repeats": len(seconds),
         "images_per_repeat": images_per_repeat,
-        "seconds": [round(s, 6) for s in seconds],
+        "seconds": [round(s, 9) for s in seconds],
     }
+    if task == "latency":  # one image per call; each repeat is a median µs per call
+        rec.update(latency_stats(seconds))
     rec.update(extra)
     return rec
 

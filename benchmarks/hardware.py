@@ -16,7 +16,6 @@ from torch import nn
 
 from torch_cnn.env import describe_device
 from torch_cnn.env import versions as torch_versions
-from torch_cnn.models.base import KerasStyleNet
 
 
 def sync(device: torch.device) -> None:
@@ -25,25 +24,40 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def forward_flops(model: KerasStyleNet) -> int:
+def forward_flops(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> int:
     """FLOPs of one image's forward pass: 2 per multiply-add of every conv and dense layer.
 
-    Worked out from each layer's weight and output shape (``model.output_shapes()``);
-    biases, activations, pooling and the loss are left out (they are not multiply-adds).
+    Worked out from each conv's and dense layer's weight and output shape, seen by forward
+    hooks during one pass of a zero image (so a seed model and a converted ``KerasGraph``
+    alike); biases, activations, normalisation, pooling and the loss are left out (they are
+    not multiply-adds).
 
     >>> from torch_cnn.train import seeded_model
     >>> forward_flops(seeded_model("model_cnn", 0)), forward_flops(seeded_model("model_cifar10", 0))
     (501760, 10407936)
     """
-    shapes = model.output_shapes()
     total = 0
-    for info, module in model.keras_layers():
+
+    def count(module: nn.Module, _args: Any, out: torch.Tensor) -> None:
+        nonlocal total
         if isinstance(module, nn.Conv2d):
-            c_out, h, w = shapes[info.module]
             kh, kw = module.kernel_size
-            total += 2 * (module.in_channels // module.groups) * kh * kw * c_out * h * w
+            total += 2 * (module.in_channels // module.groups) * kh * kw * out[0].numel()
         elif isinstance(module, nn.Linear):
-            total += 2 * module.in_features * module.out_features
+            total += 2 * module.in_features * out[0].numel()
+
+    hooks = [
+        m.register_forward_hook(count)
+        for m in model.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear)
+    ]
+    p = next(model.parameters())
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape, device=p.device, dtype=p.dtype))
+    finally:
+        for h in hooks:
+            h.remove()
     return total
 
 

@@ -24,8 +24,21 @@ TensorFlow means XLA only when a GPU is present; ``xla``: ``jit_compile=True``;
   cross-entropy on one-hot labels for ``model_cnn``, sparse cross-entropy from logits for
   ``model_cifar10``, as ``scripts/train_keras.py``) with ``metrics=["accuracy"]``.
 
+- ``latency`` (``default`` compile settings only): one image per call, the median µs of many
+  calls per repeat, for Keras's two ways of running one batch: ``predict_on_batch(x)`` (mode
+  ``predict_on_batch``) and calling the model, ``model(x, training=False)`` (mode ``model(x)``).
+
 Before the timed repeats, one call on ``warmup_steps`` batches traces (and with XLA compiles)
 the step: its time is ``compile_s``. A second such call is ``warmup_s``. Neither is counted.
+
+With ``--prepared DIR`` (``benchmarks.prepare``'s files) every model is loaded from
+``DIR/<model>/model.keras``, the weights every framework computes with, and each inference
+record carries ``max_abs_diff`` against Keras on TensorFlow's outputs on the prepared inputs;
+``--converted`` names more prepared models (the zoo's residual network and the like), timed for
+inference and latency only. Without it the model is built with seeded weights.
+The runner starts this process once per round, with one repeat per row, so that Keras's rows
+interleave with the other frameworks' (they swing by ±30% from one minute to the next on a
+shared machine).
 """
 
 from __future__ import annotations
@@ -36,11 +49,13 @@ import platform
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
     IMAGES_PER_REPEAT,
     KERAS_BACKENDS,
+    KERAS_LATENCY_CALLS,
     KERAS_MODES,
     LARGE_BATCH,
     MB,
@@ -49,6 +64,8 @@ from benchmarks.common import (
     WARMUP_STEPS,
     PeakRSS,
     atomic_write_json,
+    latency_calls,
+    median_call_s,
     record,
     round_up,
     rss_mb,
@@ -134,6 +151,30 @@ class _EpochTimer:
         return EpochTimer()
 
 
+def _load(keras: Any, args: argparse.Namespace, name: str) -> Any:
+    """A fresh copy of model ``name``: the prepared ``.keras`` file, or built and seeded."""
+    if args.prepared:
+        path = Path(args.prepared) / name / "model.keras"
+        return keras.saving.load_model(path, compile=False)
+    import keras_ref
+
+    keras.utils.set_random_seed(args.seed)
+    return keras_ref.build_model(name)
+
+
+def _max_abs_diff(
+    keras: Any, args: argparse.Namespace, name: str, predict: Any
+) -> dict[str, float]:
+    """``{"max_abs_diff": ...}`` of ``predict`` on the prepared inputs, or nothing unprepared."""
+    if not args.prepared:
+        return {}
+    import numpy as np
+
+    io = np.load(Path(args.prepared) / name / "io.npz")
+    got = keras.ops.convert_to_numpy(predict(io["inputs"]))  # a torch tensor on that backend
+    return {"max_abs_diff": float(np.abs(got - io["expected"]).max())}
+
+
 def _measure(
     keras: Any,
     dev: _Device,
@@ -142,10 +183,10 @@ def _measure(
     task: str,
     batch_size: int,
     framework: str,
+    name: str,
 ) -> dict[str, Any]:
     import numpy as np
 
-    import keras_ref
     from keras_ref import recipe
 
     images = round_up(args.images, batch_size)
@@ -153,14 +194,17 @@ def _measure(
     rng = np.random.default_rng(args.seed)
     x = rng.random((images, *IMAGE_SHAPE_NHWC), dtype=np.float32)
     labels = rng.integers(0, NUM_CLASSES, images)
-    y = recipe.targets(args.model, labels)
-    keras.utils.set_random_seed(args.seed)
-    model = keras_ref.build_model(args.model)
+    model = _load(keras, args, name)
     jit_compile: bool | str = True if mode == "xla" else "auto"
     steps_per_execution = STEPS_PER_EXECUTION if mode == "multistep" else 1
-    recipe.compile_model(
-        model, args.model, jit_compile=jit_compile, steps_per_execution=steps_per_execution
-    )
+    extra: dict[str, Any] = {}
+    if task == "train":
+        y = recipe.targets(name, labels)
+        recipe.compile_model(
+            model, name, jit_compile=jit_compile, steps_per_execution=steps_per_execution
+        )
+    else:
+        model.compile(jit_compile=jit_compile, steps_per_execution=steps_per_execution)
 
     rss_before = rss_mb()
     first_and_warm = []
@@ -182,10 +226,13 @@ def _measure(
             t0 = time.perf_counter()
             model.predict(x, batch_size=batch_size, verbose=0)
             seconds.append(time.perf_counter() - t0)
+        extra = _max_abs_diff(
+            keras, args, name, lambda a: model.predict(a, batch_size=batch_size, verbose=0)
+        )
     return record(
         framework=framework,
         mode=mode,
-        model=args.model,
+        model=name,
         task=task,
         batch_size=batch_size,
         device=dev.type,
@@ -201,9 +248,63 @@ def _measure(
             "jit_compile": jit_compile,
             "steps_per_execution": steps_per_execution,
             "keras_backend": args.backend,
-            "optimizer": f"keras.optimizers.Adam({recipe.LEARNING_RATE})",
+            "dtype": "float32",
+        }
+        | (
+            {"optimizer": f"keras.optimizers.Adam({recipe.LEARNING_RATE})"}
+            if task == "train"
+            else {}
+        ),
+        **extra,
+    )
+
+
+def _measure_latency(
+    keras: Any, dev: _Device, args: argparse.Namespace, how: str, framework: str, name: str
+) -> dict[str, Any]:
+    """Batch-1 latency of ``predict_on_batch`` or ``model(x)`` (``how``), compile's defaults."""
+    import numpy as np
+
+    model = _load(keras, args, name)
+    model.compile()  # jit_compile="auto": what predict_on_batch runs by default
+    one = np.random.default_rng(args.seed).random((1, *IMAGE_SHAPE_NHWC), dtype=np.float32)
+    if how == "predict_on_batch":
+        call = model.predict_on_batch
+    else:
+
+        def call(a: Any) -> Any:
+            return model(a, training=False)
+
+    t0 = time.perf_counter()
+    call(one)  # traces the predict function (or builds the eager call)
+    t1 = time.perf_counter()
+    call(one)
+    calls = latency_calls(time.perf_counter() - t1, args.latency_calls)
+    rss_before = rss_mb()
+    dev.reset_peak()
+    seconds = [median_call_s(lambda: call(one), calls) for _ in range(args.repeats)]
+    return record(
+        framework=framework,
+        mode=how,
+        model=name,
+        task="latency",
+        batch_size=1,
+        device=dev.type,
+        seconds=seconds,
+        images_per_repeat=1,
+        peak_memory_mb=dev.peak_mb(),
+        memory_kind=dev.memory_kind,
+        baseline_memory_mb=round(rss_before, 1),
+        compile_s=round(t1 - t0, 3),
+        device_name=dev.name(),
+        calls_per_repeat=calls,
+        settings={
+            "call": how,
+            "jit_compile": "auto",
+            "keras_backend": args.backend,
             "dtype": "float32",
         },
+        **_max_abs_diff(keras, args, name, call),
     )
 
 
@@ -261,14 +362,25 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         return {"records": [], "notes": [note]}
     versions = _versions(args.backend, keras)
     records = []
-    plan = [("infer", args.large_batch)] + [("train", b) for b in dict.fromkeys(args.train_batches)]
+    plan: list[tuple[str, str, str, int]] = []  # (model, mode, task, batch size)
     for mode in args.modes:
-        for task, batch_size in plan:
-            print(f"  {framework} {mode} {task} batch {batch_size}", file=sys.stderr, flush=True)
-            rec = _measure(keras, dev, args, mode, task, batch_size, framework)
-            rec["threads"] = threads
-            rec["versions"] = versions
-            records.append(rec)
+        plan.append((args.model, mode, "infer", args.large_batch))
+        plan += [(args.model, mode, "train", b) for b in dict.fromkeys(args.train_batches)]
+    if args.latency and "default" in args.modes:
+        plan += [(args.model, how, "latency", 1) for how in KERAS_LATENCY_CALLS]
+    for name in args.converted:
+        plan += [(name, "default", "infer", args.large_batch)]
+        if args.latency:
+            plan += [(name, "predict_on_batch", "latency", 1)]
+    for name, mode, task, batch_size in plan:
+        print(f"  {framework} {name} {mode} {task} batch {batch_size}", file=sys.stderr, flush=True)
+        if task == "latency":
+            rec = _measure_latency(keras, dev, args, mode, framework, name)
+        else:
+            rec = _measure(keras, dev, args, mode, task, batch_size, framework, name)
+        rec["threads"] = threads
+        rec["versions"] = versions
+        records.append(rec)
     return {"records": records, "notes": []}
 
 
@@ -293,6 +405,22 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, help="intra-op (and TF inter-op) threads")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quick", action="store_true", help=f"a few steps per path ({QUICK})")
+    p.add_argument("--prepared", help="benchmarks.prepare's directory (default: seeded models)")
+    p.add_argument(
+        "--converted",
+        type=lambda s: [m for m in s.split(",") if m],
+        default=[],
+        help="comma-separated prepared models timed for inference and latency",
+    )
+    p.add_argument(
+        "--latency-calls", type=int, default=0, help="calls per latency repeat (0: auto)"
+    )
+    p.add_argument(
+        "--latency",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="batch-1 latency rows (default: on)",
+    )
     p.add_argument("--out", required=True, help="JSON file to write")
     args = p.parse_args(argv)
     args.modes = args.modes or list(KERAS_MODES[args.backend])

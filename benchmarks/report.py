@@ -1,5 +1,5 @@
-"""The benchmark's markdown: the table, issue 6's targets, the accuracy lines, the whole report,
-and the README block it is written into.
+"""The benchmark's markdown: the throughput and latency tables, issue 15's targets, the accuracy
+lines, the whole report, and the README block it is written into.
 
 Formatting only, on records (dicts as ``--json`` writes them): no torch at run time.
 """
@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common import atomic_write_text
+from benchmarks.common import LATENCY_REPEAT_S, atomic_write_text
 
 if TYPE_CHECKING:
     from benchmarks.torch_side import RunConfig
@@ -19,6 +19,15 @@ if TYPE_CHECKING:
 ACCURACY_TOLERANCE_POINTS = 2.0  # fast mode may lose at most this much test accuracy
 CIFAR10_TRAIN_IMAGES = 50_000
 EPOCH_TARGET_MS = 50.0  # fast mode's CIFAR-10 epoch on one GPU
+KERAS = "keras_tensorflow"
+ORT = "onnxruntime"
+# Issue 15's targets (model_cifar10, float32 unless said, every row within the parity bars).
+INFER_VS_KERAS = 1.3  # default inference ≥ 1.3× Keras-TF's best predict (same batch)
+INFER_VS_ORT = 1.1  # ... and ≥ 1.1× onnxruntime
+LATENCY_VS_KERAS = 0.5  # default batch-1 latency ≤ 0.5× Keras's predict_on_batch
+LATENCY_VS_ORT = 1.0  # ... and ≤ onnxruntime's
+TRAIN_VS_KERAS = 1.3  # default training at the recipe's batch ≥ 1.3× Keras-TF's best fit there
+FAST_TRAIN_VS_KERAS = 2.0  # fast (bf16) training ≥ 2× Keras-TF's best fit (any batch, any mode)
 
 
 def _fmt(value: float) -> str:
@@ -28,6 +37,10 @@ def _fmt(value: float) -> str:
 def settings_text(rec: Mapping[str, Any]) -> str:
     """The table's ``settings`` cell: what a record ran with, in a few words."""
     s = rec.get("settings", {})
+    if rec["framework"] == ORT:
+        return f"{s.get('provider', 'CPUExecutionProvider')}, {s.get('onnx_source', 'ONNX')}"
+    if s.get("call"):
+        return f"{s['call']}, compile defaults (jit_compile={s.get('jit_compile')!r})"
     if rec["framework"] != "torch_cnn":
         jit = s.get("jit_compile")
         text = (
@@ -38,7 +51,11 @@ def settings_text(rec: Mapping[str, Any]) -> str:
         return text
     parts = ["bf16 autocast" if s.get("autocast") else "fp32"]
     if s.get("memory_format") == "channels_last":
-        parts.append("channels_last")
+        parts.append("channels_last (parameters too)")
+    elif s.get("model_memory_format") == "contiguous":
+        parts.append("plain NCHW (memory_format='contiguous')")
+    elif s.get("model_memory_format") == "auto":
+        parts.append("channels_last inside the model (default)")
     if "optimizer" in s:
         parts.append(f"{s['optimizer']} lr {s['lr']:.2g}")
     if s.get("compile"):
@@ -48,39 +65,78 @@ def settings_text(rec: Mapping[str, Any]) -> str:
     return ", ".join(parts)
 
 
-def best(records: Sequence[Mapping[str, Any]], **match: Any) -> Mapping[str, Any] | None:
-    """The fastest record whose fields equal ``match``, or None."""
-    found = [r for r in records if all(r.get(k) == v for k, v in match.items())]
-    return max(found, key=lambda r: r["images_per_s"]) if found else None
+def _diff(rec: Mapping[str, Any]) -> str:
+    d = rec.get("max_abs_diff")
+    return "–" if d is None else f"{d:.1e}"
+
+
+def _ratio(value: float, ref: Mapping[str, Any] | None, key: str) -> str:
+    return f"{value / ref[key]:.2f}×" if ref else "–"
 
 
 def format_table(records: Sequence[Mapping[str, Any]]) -> str:
-    """The markdown table of ``records``: one row each, ``× Keras TF`` against Keras on
-    TensorFlow's best record for the same task and batch size."""
+    """The markdown table of the throughput ``records`` (train and infer), one row each:
+    ``× Keras TF`` against Keras on TensorFlow's best record for the same model, task and batch
+    size, ``× ORT`` against onnxruntime's, ``max |Δ|`` the row's outputs against Keras's."""
     head = (
-        "| framework | mode | task | batch | images/s (median) | min – max | × Keras TF "
-        "| GFLOP/s (% of matmul peak) | peak memory MiB | compile s | settings |"
+        "| framework | mode | model | task | batch | images/s (median) | min – max | × Keras TF "
+        "| × ORT | GFLOP/s (% of matmul peak) | max \\|Δ\\| vs Keras | peak memory MiB "
+        "| compile s | settings |"
     )
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 14]
     for r in records:
-        ref = best(
-            records, framework="keras_tensorflow", task=r["task"], batch_size=r["batch_size"]
-        )
-        ratio = f"{r['images_per_s'] / ref['images_per_s']:.2f}×" if ref else "–"
+        if r["task"] == "latency":
+            continue
+        same = {"model": r.get("model"), "task": r["task"], "batch_size": r["batch_size"]}
+        keras = best(records, framework=KERAS, **same)
+        ort = best(records, framework=ORT, **same)
         flops = _fmt(r["gflop_per_s"]) if "gflop_per_s" in r else "–"
         if r.get("peak_gflop_per_s"):
             flops += f" ({100 * r['gflop_per_s'] / r['peak_gflop_per_s']:.1f}%)"
         lines.append(
-            f"| {r['framework']} | {r['mode']} | {r['task']} | {r['batch_size']} "
-            f"| {_fmt(r['images_per_s'])} | {_fmt(r['images_per_s_min'])} – "
-            f"{_fmt(r['images_per_s_max'])} | {ratio} | {flops} | {r['peak_memory_mb']:,.0f} "
-            f"| {r.get('compile_s', 0):.2f} | {settings_text(r)} |"
+            f"| {r['framework']} | {r['mode']} | {r.get('model', '–')} | {r['task']} "
+            f"| {r['batch_size']} | {_fmt(r['images_per_s'])} | {_fmt(r['images_per_s_min'])} – "
+            f"{_fmt(r['images_per_s_max'])} | {_ratio(r['images_per_s'], keras, 'images_per_s')} "
+            f"| {_ratio(r['images_per_s'], ort, 'images_per_s')} | {flops} | {_diff(r)} "
+            f"| {r['peak_memory_mb']:,.0f} | {r.get('compile_s', 0):.2f} | {settings_text(r)} |"
         )
     return "\n".join(lines)
 
 
+def format_latency_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """The markdown table of the batch-1 latency ``records``: µs per call (median over the
+    rounds, each round a median of many calls), against Keras's ``predict_on_batch`` and
+    onnxruntime on the same model."""
+    head = (
+        "| framework | mode | model | µs per call (median) | min – max | × Keras "
+        "predict_on_batch | × ORT | calls per repeat | max \\|Δ\\| vs Keras | settings |"
+    )
+    lines = [head, "|" + "---|" * 10]
+    for r in records:
+        if r["task"] != "latency":
+            continue
+        model = r.get("model")
+        keras = best(records, framework=KERAS, mode="predict_on_batch", task="latency", model=model)
+        ort = best(records, framework=ORT, task="latency", model=model)
+        lines.append(
+            f"| {r['framework']} | {r['mode']} | {model} | {_fmt(r['latency_us'])} "
+            f"| {_fmt(r['latency_us_min'])} – {_fmt(r['latency_us_max'])} "
+            f"| {_ratio(r['latency_us'], keras, 'latency_us')} "
+            f"| {_ratio(r['latency_us'], ort, 'latency_us')} | {r.get('calls_per_repeat', '–')} "
+            f"| {_diff(r)} | {settings_text(r)} |"
+        )
+    return "\n".join(lines)
+
+
+def best(records: Sequence[Mapping[str, Any]], **match: Any) -> Mapping[str, Any] | None:
+    """The best record whose fields equal ``match`` (the highest images/s; for latency rows the
+    lowest µs per call, which is the same record), or None."""
+    found = [r for r in records if all(r.get(k) == v for k, v in match.items())]
+    return max(found, key=lambda r: r["images_per_s"]) if found else None
+
+
 def accuracy_holds(accuracy: Mapping[str, Any]) -> bool:
-    """Fast mode's mean test accuracy is at most 2 points below parity mode's."""
+    """Fast mode's mean test accuracy is at most 2 points below default mode's."""
     return bool(accuracy["difference_points"] >= -ACCURACY_TOLERANCE_POINTS)
 
 
@@ -90,15 +146,24 @@ def _bound(
     target: float,
     gemm: Mapping[str, float] | None,
 ) -> str:
-    """For a missed target: the arithmetic rate it needs against the best matmul's."""
-    if gemm is None or "gflop_per_s" not in ref:
+    """For a missed target: how close the row is to the limit (its arithmetic rate against the
+    best matmul's) and the rate the target needs."""
+    if gemm is None or "gflop_per_s" not in ref or "gflop_per_s" not in ours:
         return ""
     dtype = "bf16" if ours.get("settings", {}).get("autocast") == "bfloat16" else "fp32"
-    needed = target * ref["gflop_per_s"]
-    verdict = "more than" if needed > gemm[dtype] else "within"
+    peak = gemm[dtype]
+    needed = (
+        target
+        * ref["gflop_per_s"]
+        * ours["gflop_per_s"]
+        / ours["images_per_s"]
+        / (ref["gflop_per_s"] / ref["images_per_s"])
+    )  # the target's images/s at this row's FLOPs per image
+    verdict = "more than" if needed > peak else "within"
     return (
-        f"; it needs {_fmt(needed)} GFLOP/s, {verdict} the {_fmt(gemm[dtype])} GFLOP/s of "
-        f"the best {dtype} matmul on this machine"
+        f"; the row runs at {_fmt(ours['gflop_per_s'])} GFLOP/s "
+        f"({100 * ours['gflop_per_s'] / peak:.0f}% of the best {dtype} matmul here, "
+        f"{_fmt(peak)} GFLOP/s); the target needs {_fmt(needed)} GFLOP/s, {verdict} it"
     )
 
 
@@ -132,6 +197,25 @@ def _ratio_line(
     )
 
 
+def _latency_line(
+    name: str,
+    ours: Mapping[str, Any] | None,
+    ref: Mapping[str, Any] | None,
+    target: float,
+    gemm: Mapping[str, float] | None,
+) -> str:
+    """One latency target line: µs per call against ``ref``'s, at most ``target`` times it."""
+    if ours is None or ref is None:
+        return f"- {name}: not measured"
+    x = ours["latency_us"] / ref["latency_us"]
+    met = x <= target
+    return (
+        f"- {name}: {_fmt(ours['latency_us'])} / {_fmt(ref['latency_us'])} µs = **{x:.2f}×** "
+        f"(target ≤ {target:g}×): {'met' if met else 'NOT met'}"
+        + ("" if met else _bound(ours, ref, 1 / target, gemm))
+    )
+
+
 def _epoch_line(fast: Mapping[str, Any], accuracy: Mapping[str, Any] | None) -> str:
     """Fast mode's 50,000-image epoch on the GPU against the 50 ms target."""
     epoch_ms = 1000 * CIFAR10_TRAIN_IMAGES / fast["images_per_s"]
@@ -154,48 +238,72 @@ def target_report(
     small_batch: int,
     accuracy: Mapping[str, Any] | None = None,
     gemm: Mapping[str, float] | None = None,
+    model: str | None = None,
 ) -> list[str]:
-    """Issue 6's targets, each as a line: the measured ratio, the target, met or not.
+    """Issue 15's targets for ``model`` (default: the records' first), each as a line: the
+    measured ratio, the target, met or not.
 
-    Fast mode's targets hold only with its accuracy: without ``accuracy`` (``--accuracy``)
-    they are reported as speed alone, and say that the accuracy was not checked. With
-    ``gemm`` (GFLOP/s of the best matmul, per dtype) a missed target also says what
-    arithmetic rate it needs against what the hardware does at best.
+    The default path (what ``model(x)`` and ``fit`` do unasked) against Keras on TensorFlow's
+    best mode and onnxruntime: inference at the large batch, batch-1 latency, training at
+    ``small_batch``; fast mode's training against Keras's best ``fit`` at any batch. Fast
+    mode's target holds only with its accuracy: without ``accuracy`` (``--accuracy``) it is
+    reported as speed alone, and says that the accuracy was not checked. With ``gemm``
+    (GFLOP/s of the best matmul, per dtype) a missed target also says how close the row is to
+    that limit and what arithmetic rate the target needs.
     """
-    keras = "keras_tensorflow"
-    parity_train = best(
-        records, framework="torch_cnn", mode="parity", task="train", batch_size=small_batch
-    )
-    infer = best(records, framework="torch_cnn", mode="parity", task="infer")
-    keras_infer = (
-        best(records, framework=keras, task="infer", batch_size=infer["batch_size"])
-        if infer
-        else None
-    )
+    model = model or (records[0].get("model") if records else None)
+    ours = {"framework": "torch_cnn", "mode": "default", "model": model}
+    train = best(records, **ours, task="train", batch_size=small_batch)
+    infer = best(records, **ours, task="infer")
+    latency = best(records, **ours, task="latency")
+    same = {"model": model, "task": "infer", "batch_size": infer["batch_size"] if infer else None}
     # With the accuracy check, fast mode is the recipe it checked (its batch), not any row.
     batch = {"batch_size": accuracy["fast_settings"]["batch_size"]} if accuracy else {}
-    fast = best(records, framework="torch_cnn", mode="fast", task="train", **batch)
+    fast = best(records, framework="torch_cnn", mode="fast", model=model, task="train", **batch)
+    keras_fit = {"framework": KERAS, "model": model, "task": "train"}
     lines = [
         _ratio_line(
-            f"parity train @{small_batch} vs Keras-TF fit @{small_batch} (its best mode)",
-            parity_train,
-            best(records, framework=keras, task="train", batch_size=small_batch),
-            2,
+            "default inference vs Keras-TF predict (same batch, its best mode)",
+            infer,
+            best(records, framework=KERAS, **same),
+            INFER_VS_KERAS,
             gemm,
         ),
         _ratio_line(
-            "parity inference vs Keras-TF predict (same batch, its best mode)",
+            "default inference vs onnxruntime (Keras's ONNX export, same batch)",
             infer,
-            keras_infer,
-            3,
+            best(records, framework=ORT, **same),
+            INFER_VS_ORT,
+            gemm,
+        ),
+        _latency_line(
+            "default batch-1 latency vs Keras-TF predict_on_batch",
+            latency,
+            best(records, framework=KERAS, mode="predict_on_batch", model=model, task="latency"),
+            LATENCY_VS_KERAS,
+            gemm,
+        ),
+        _latency_line(
+            "default batch-1 latency vs onnxruntime",
+            latency,
+            best(records, framework=ORT, model=model, task="latency"),
+            LATENCY_VS_ORT,
+            gemm,
+        ),
+        _ratio_line(
+            f"default train @{small_batch} vs Keras-TF fit @{small_batch} (its best mode, "
+            "steps_per_execution included)",
+            train,
+            best(records, **keras_fit, batch_size=small_batch),
+            TRAIN_VS_KERAS,
             gemm,
         ),
         _ratio_line(
             f"fast train (batch {fast['batch_size'] if fast else '?'}) vs Keras-TF's best fit "
             "(any batch, any mode)",
             fast,
-            best(records, framework=keras, task="train"),
-            3,
+            best(records, **keras_fit),
+            FAST_TRAIN_VS_KERAS,
             gemm,
             accuracy,
             needs_accuracy=True,
@@ -206,9 +314,63 @@ def target_report(
     return lines
 
 
+def compiled_lines(
+    records: Sequence[Mapping[str, Any]], model: str, gemm: Mapping[str, float] | None = None
+) -> list[str]:
+    """The opt-in ``torch.compile`` switch (mode ``compiled``) against the inference targets."""
+    ours = best(records, framework="torch_cnn", mode="compiled", model=model, task="infer")
+    if ours is None:
+        return []
+    same = {"model": model, "task": "infer", "batch_size": ours["batch_size"]}
+    return [
+        _ratio_line(
+            "compiled (opt-in torch.compile, float32) inference vs Keras-TF predict",
+            ours,
+            best(records, framework=KERAS, **same),
+            INFER_VS_KERAS,
+            gemm,
+        ),
+        _ratio_line(
+            "compiled (opt-in torch.compile, float32) inference vs onnxruntime",
+            ours,
+            best(records, framework=ORT, **same),
+            INFER_VS_ORT,
+            gemm,
+        ),
+    ]
+
+
+def converted_lines(records: Sequence[Mapping[str, Any]], main: str) -> list[str]:
+    """For each other model (the converted ones): torch_cnn's default against Keras-TF and
+    onnxruntime, inference and batch-1 latency (no targets: reported as measured)."""
+    lines = []
+    for model in dict.fromkeys(r.get("model") for r in records):
+        if model == main:
+            continue
+        ours = {"framework": "torch_cnn", "mode": "default", "model": model}
+        infer = best(records, **ours, task="infer")
+        latency = best(records, **ours, task="latency")
+        parts = []
+        for label, ref_fw in (("Keras-TF", KERAS), ("onnxruntime", ORT)):
+            ref = best(records, framework=ref_fw, model=model, task="infer")
+            if infer and ref:
+                parts.append(
+                    f"inference {infer['images_per_s'] / ref['images_per_s']:.2f}× {label}"
+                )
+            mode = {"mode": "predict_on_batch"} if ref_fw == KERAS else {}
+            ref = best(records, framework=ref_fw, model=model, task="latency", **mode)
+            if latency and ref:
+                parts.append(
+                    f"batch-1 latency {latency['latency_us'] / ref['latency_us']:.2f}× {label}'s"
+                )
+        if parts:
+            lines.append(f"- {model} (converted with from_keras): " + ", ".join(parts))
+    return lines
+
+
 def format_accuracy(acc: Mapping[str, Any]) -> list[str]:
     """The accuracy check's lines (``accuracy.accuracy_check``'s result), after a blank line."""
-    p, f = acc["parity"], acc["fast"]
+    p, f = acc["default"], acc["fast"]
     diff = acc["difference_points"]
     verdict = "met" if accuracy_holds(acc) else "NOT met"
     fast_text = settings_text({"framework": "torch_cnn", "settings": acc["fast_settings"]})
@@ -217,11 +379,11 @@ def format_accuracy(acc: Mapping[str, Any]) -> list[str]:
         f"Accuracy (test split, {acc['num_test']:,} images; {acc['epochs']} epochs on "
         f"{acc['num_train']:,} training images from `{acc['data_dir']}`; seeds "
         f"{', '.join(map(str, acc['seeds']))}; mean ± sd):",
-        f"- parity (fit defaults, batch 32): {100 * p['mean']:.2f} ± {100 * p['sd']:.2f}% "
+        f"- default (fit's defaults, batch 32): {100 * p['mean']:.2f} ± {100 * p['sd']:.2f}% "
         f"({statistics.mean(p['seconds']):.1f} s per run)",
         f"- fast (batch {acc['fast_settings']['batch_size']}, {fast_text}): "
         f"{100 * f['mean']:.2f} ± {100 * f['sd']:.2f}% ({statistics.mean(f['seconds']):.1f} s per run)",
-        f"- fast − parity: **{diff:+.2f} points** (target: within 2 points below): {verdict}",
+        f"- fast − default: **{diff:+.2f} points** (target: within 2 points below): {verdict}",
     ]
 
 
@@ -230,9 +392,11 @@ def _provenance(
     config: RunConfig,
     info: Mapping[str, Any],
     command: str,
-    flops_per_image: int,
+    flops_per_image: int | Mapping[str, int],
 ) -> list[str]:
     """The report's heading and its bullet list: date, command, machine, versions, method."""
+    if not isinstance(flops_per_image, int):
+        flops_per_image = flops_per_image[config.model]
     v = dict(info["versions"])
     for rec in records:
         v.update(rec.get("versions", {}))
@@ -247,12 +411,26 @@ def _provenance(
         + (f"; 1-minute load average {load[0]:.2f} at the start" if load else "")
         + (f", {end[0]:.2f} at the end" if (end := info.get("load_average_end")) else ""),
         "- Versions: " + ", ".join(f"{k} {val}" for k, val in sorted(v.items())),
-        f"- Each row: median (min – max) over {config.repeats} repeats of "
-        f"{config.images_per_repeat:,} random images (rounded up to whole batches); warm-up "
-        f"({config.warmup_steps} batches, twice) and compilation excluded, compile s is the "
-        "first call. Peak memory: process RSS peak on the CPU (framework runtime included), "
-        "allocator peak on CUDA.",
+        f"- Each row: median (min – max) over {config.repeats} interleaved rounds (every "
+        "framework's rows timed once per round, the Keras and onnxruntime ones in a fresh "
+        f"process each round), a repeat being {config.images_per_repeat:,} random images "
+        "(rounded up to whole batches) or, for batch-1 latency, the median of many calls "
+        f"(about {LATENCY_REPEAT_S:g} s of them); warm-up ({config.warmup_steps} batches, "
+        "twice) and compilation excluded, compile s is the first call. Peak memory: process "
+        "RSS peak on the CPU (framework runtime included), allocator peak on CUDA.",
     ]
+    if inputs := info.get("prepared_inputs"):
+        lines.append(
+            "- Same weights everywhere: Keras's seeded model, saved as `.keras` (the Keras "
+            "processes load it), exported by Keras to ONNX (onnxruntime) and ported or "
+            f"converted by torch_cnn; max |Δ| is each row's output on {inputs} against Keras "
+            "on TensorFlow's `predict_on_batch` (float32 parity bar: 1e-5)."
+        )
+    else:
+        lines.append(
+            "- No shared weights (they need Keras on TensorFlow): torch_cnn's seeded models, "
+            "no max |Δ| against Keras."
+        )
     if gemm := info.get("gemm_gflops"):
         lines.append(
             f"- Best matmul measured here (2048² @ 2048², torch.mm): fp32 "
@@ -275,18 +453,27 @@ def format_report(
     info: Mapping[str, Any],
     command: str,
     *,
-    flops_per_image: int,
+    flops_per_image: int | Mapping[str, int],
     extra: Sequence[str] = (),
     accuracy: Mapping[str, Any] | None = None,
 ) -> str:
-    """The markdown the benchmark prints: provenance, the table, the targets, notes.
+    """The markdown the benchmark prints: provenance, the tables, the targets, notes.
 
     ``info`` is ``hardware.machine``'s description (plus ``load_average_end``);
-    ``flops_per_image`` the forward pass's (``hardware.forward_flops``).
+    ``flops_per_image`` the forward pass's (``hardware.forward_flops``), per model.
     """
     lines = _provenance(records, config, info, command, flops_per_image)
-    lines += ["", format_table(records), "", "Targets (issue 6, defined for model_cifar10):"]
-    lines += target_report(records, config.small_batch, accuracy, info.get("gemm_gflops"))
+    lines += ["", "Throughput:", "", format_table(records)]
+    if any(r["task"] == "latency" for r in records):
+        lines += ["", "Batch-1 latency:", "", format_latency_table(records)]
+    lines += ["", f"Targets (issue 15, defined for {config.model}):"]
+    lines += target_report(
+        records, config.small_batch, accuracy, info.get("gemm_gflops"), config.model
+    )
+    if switch := compiled_lines(records, config.model, info.get("gemm_gflops")):
+        lines += ["", "The opt-in compiled path against the same inference targets:", *switch]
+    if converted := converted_lines(records, config.model):
+        lines += ["", "Converted models (no targets):", *converted]
     if notes:
         lines += ["", "Notes:", *(f"- {n}" for n in notes)]
     lines += extra

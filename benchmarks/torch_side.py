@@ -1,5 +1,12 @@
-"""torch_cnn's side of the benchmark: what each mode runs (``Settings``), the timing harness
-(``time_calls``), and one torch_cnn measurement (``measure_torch``)."""
+"""torch_cnn's side of the benchmark: what each mode runs (``Settings``), the rows a run times
+round by round (``TorchRow``), one torch_cnn measurement with all its repeats in a row
+(``measure_torch``), and the operator profiles (``profile_infer``, ``profile_train``).
+
+Modes: ``default`` is what a user gets without asking (``model(x)``, ``fit``'s defaults: float32,
+the model's default layout, which is channels_last inside the model, Keras's Adam, eager);
+``nchw`` the same with ``memory_format="contiguous"`` (the plain NCHW path, the default before
+issue 15); ``compiled`` the default model under ``torch.compile`` (float32, inference only: the
+opt-in switch for long inference runs); ``fast`` the opt-in bf16 mode (``fast_settings``)."""
 
 from __future__ import annotations
 
@@ -9,10 +16,13 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
+import torch_cnn
 from benchmarks.common import (
     FRAMEWORKS,
     IMAGES_PER_REPEAT,
@@ -21,20 +31,26 @@ from benchmarks.common import (
     REPEATS,
     WARMUP_STEPS,
     PeakRSS,
+    latency_calls,
+    median_call_s,
     record,
     round_up,
     rss_mb,
 )
+from benchmarks.converted import CONVERTED_MODELS
 from benchmarks.cuda_graph import CudaGraphTrainer
 from benchmarks.hardware import bf16_supported, sync
 from torch_cnn import data
 from torch_cnn.env import describe_device
 from torch_cnn.env import versions as torch_versions
+from torch_cnn.models import KerasGraph, TorchCnnModel
 from torch_cnn.models.base import KerasStyleNet
 from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE, create_optimizer
 from torch_cnn.train import KERAS_FIT_BATCH_SIZE, fit, seeded_model
 
-MODES = ("parity", "fast")
+MODES = ("default", "nchw", "compiled", "fast")
+# The modes that train (``compiled`` is an inference switch: ``torch.compile(model)``).
+TRAIN_MODES = ("default", "nchw", "fast")
 # The benchmark's optimizer names (in its records and --fast), and what
 # torch_cnn.optim.create_optimizer will call them.
 OPTIMIZER_NAMES = {
@@ -55,7 +71,8 @@ FAST_RECIPE_BATCH = {"cpu": KERAS_FIT_BATCH_SIZE, "cuda": LARGE_BATCH["cuda"]}
 class Settings:
     """How torch_cnn trains and predicts in one benchmark mode.
 
-    ``batch_size`` is the mode's large batch. With ``scale_lr`` the learning rate is Keras's
+    ``batch_size`` is the mode's large batch. ``memory_format`` is the model's
+    (``KerasStyleNet.memory_format``: "auto" is its default). With ``scale_lr`` the learning rate is Keras's
     1e-3 scaled by ``sqrt(batch / 32)`` (the square-root rule for Adam); batch 32 keeps 1e-3.
     ``compile_mode`` is passed to ``torch.compile`` (None: its default). ``cuda_graphs``
     captures the whole training step (gather, forward, loss, backward, fused Adam) in one
@@ -66,6 +83,7 @@ class Settings:
     batch_size: int
     optimizer: str = "keras_adam"
     scale_lr: bool = False
+    memory_format: str = "auto"
     channels_last: bool = False
     bf16: bool = False
     compile_train: bool = False
@@ -98,7 +116,7 @@ class Settings:
 
     @property
     def tf32(self) -> bool:
-        """Whether CUDA may use TF32 for float32 convolutions and matmuls: never in parity mode."""
+        """Whether CUDA may use TF32 for float32 convolutions and matmuls: in fast mode only."""
         return self.mode == "fast"
 
     def describe(self, task: str, batch_size: int) -> dict[str, Any]:
@@ -108,6 +126,7 @@ class Settings:
             "tf32_on_cuda": self.tf32,
             "autocast": "bfloat16" if self.bf16 else None,
             "memory_format": "channels_last" if self.channels_last else "contiguous",
+            "model_memory_format": self.memory_format,
             "data": "device-resident",
         }
         if task == "train":
@@ -124,9 +143,24 @@ class Settings:
         return out
 
 
-def parity_settings(device: torch.device, batch_size: int | None = None) -> Settings:
-    """``fit``'s defaults: float32, NCHW, Keras's Adam at 1e-3, eager."""
-    return Settings("parity", LARGE_BATCH[device.type] if batch_size is None else batch_size)
+def default_settings(device: torch.device, batch_size: int | None = None) -> Settings:
+    """What a user gets without asking: float32, the model's default layout (channels_last
+    inside the model for float32), ``fit``'s defaults (Keras's Adam at 1e-3), eager."""
+    return Settings("default", LARGE_BATCH[device.type] if batch_size is None else batch_size)
+
+
+def compiled_settings(device: torch.device, batch_size: int | None = None) -> Settings:
+    """The default model, float32, under ``torch.compile`` (its default mode; on CUDA
+    "reduce-overhead", CUDA graphs): inference only."""
+    batch = LARGE_BATCH[device.type] if batch_size is None else batch_size
+    mode = "reduce-overhead" if device.type == "cuda" else None
+    return Settings("compiled", batch, compile_infer=True, compile_mode=mode)
+
+
+def nchw_settings(device: torch.device, batch_size: int | None = None) -> Settings:
+    """The default with ``memory_format="contiguous"``: the plain NCHW path."""
+    batch = LARGE_BATCH[device.type] if batch_size is None else batch_size
+    return Settings("nchw", batch, memory_format="contiguous")
 
 
 def fast_settings(
@@ -241,6 +275,12 @@ class RunConfig:
     threads: int | None = None
     seed: int = 0
     fast_overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # The zoo's converted models timed for inference and latency beside ``model``.
+    converted: tuple[str, ...] = CONVERTED_MODELS
+    latency: bool = True
+    latency_calls: int = 0  # per latency repeat; 0: as many as fit in LATENCY_REPEAT_S
+    # ``benchmarks.prepare``'s directory (the runner sets it): the weights every framework shares.
+    prepared: Path | None = None
 
     @property
     def torch_device(self) -> torch.device:
@@ -260,8 +300,12 @@ class RunConfig:
         return self.threads or torch.get_num_threads()
 
     def settings(self, mode: str) -> Settings:
-        if mode == "parity":
-            return parity_settings(self.torch_device, self.large)
+        if mode == "default":
+            return default_settings(self.torch_device, self.large)
+        if mode == "nchw":
+            return nchw_settings(self.torch_device, self.large)
+        if mode == "compiled":
+            return compiled_settings(self.torch_device, self.large)
         # Fast mode's recipe batch (what --accuracy trains): the seeds' on the CPU, the large
         # one on CUDA; --fast batch_size=N overrides it.
         recipe = self.small_batch if self.torch_device.type == "cpu" else self.large
@@ -312,55 +356,12 @@ class _Memory:
         return self.rss.peak_mb()
 
 
-@dataclass
-class Timing:
-    """What ``time_calls`` measured (seconds; memory in MiB)."""
-
-    compile_s: float
-    warmup_s: float
-    seconds: list[float]
-    peak_memory_mb: float
-    baseline_memory_mb: float
-    memory_kind: str
-
-
-def time_calls(
-    call: Callable[[int], object],
-    *,
-    warm_images: int,
-    images: int,
-    repeats: int,
-    device: torch.device,
-) -> Timing:
-    """Time ``call(images)`` ``repeats`` times, after two untimed ``call(warm_images)``.
-
-    The first call's time is ``compile_s``, the second's ``warmup_s``; the device is
-    synchronised after every call, and the memory peak is reset after the warm-up.
-    """
-    memory = _Memory(device)
-    baseline = memory.current_mb()
-    first_two = []
-    for _ in range(2):
-        t0 = time.perf_counter()
-        call(warm_images)
-        sync(device)
-        first_two.append(time.perf_counter() - t0)
-    memory.reset()
-    seconds = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        call(images)
-        sync(device)
-        seconds.append(time.perf_counter() - t0)
-    return Timing(first_two[0], first_two[1], seconds, memory.peak_mb(), baseline, memory.kind)
-
-
 # ---------------------------------------------------------------------------------------------
 # Measuring torch_cnn
 
 
 def train_call(
-    model: KerasStyleNet,
+    model: TorchCnnModel,
     x: torch.Tensor,
     y: torch.Tensor,
     settings: Settings,
@@ -369,7 +370,9 @@ def train_call(
 ) -> Callable[[int], object]:
     """``call(n)``: one epoch over the first ``n`` images, as ``settings`` trains."""
     device = x.device
+    model.memory_format = settings.memory_format  # type: ignore[assignment]  # checked there
     if settings.cuda_graphs and device.type == "cuda":
+        assert isinstance(model, KerasStyleNet)
         generator = torch.Generator(device=device).manual_seed(seed)
         trainers: list[CudaGraphTrainer] = []
 
@@ -400,94 +403,250 @@ def train_call(
     return call
 
 
-def infer_call(
-    model: KerasStyleNet, x: torch.Tensor, settings: Settings, batch_size: int
-) -> Callable[[int], object]:
-    """``call(n)``: ``model(x)`` over the first ``n`` images, every output kept (as ``predict``)."""
-    device = x.device
+def forward_fn(model: TorchCnnModel, settings: Settings) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``model``'s forward pass as ``settings`` infer: its layout, compiled or not, in eval mode.
+
+    Call it under ``inference_context(settings, device)``. The input is converted to
+    channels_last outside the model only in fast mode (whose parameters are channels_last
+    too, as ``fit(channels_last=True)`` leaves them); the other modes hand the model NCHW
+    images, as a user does.
+    """
     model.eval()
-    fmt = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model.memory_format = settings.memory_format  # type: ignore[assignment]  # checked there
     if settings.channels_last:
-        model.to(memory_format=fmt)  # type: ignore[call-overload]  # untyped in torch's stubs
+        model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]  # untyped
     forward: Callable[[torch.Tensor], torch.Tensor] = (
         torch.compile(model, mode=settings.compile_mode) if settings.compile_infer else model
     )
+    if not settings.channels_last:
+        return forward
+
+    def to_channels_last(x: torch.Tensor) -> torch.Tensor:
+        return forward(x.contiguous(memory_format=torch.channels_last))
+
+    return to_channels_last
+
+
+def inference_context(settings: Settings, device: torch.device) -> contextlib.ExitStack:
+    """``inference_mode`` and, in fast mode, bf16 autocast: how every inference row runs."""
+    stack = contextlib.ExitStack()
+    stack.enter_context(torch.inference_mode())
+    stack.enter_context(torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16))
+    return stack
+
+
+def infer_call(
+    model: TorchCnnModel, x: torch.Tensor, settings: Settings, batch_size: int
+) -> Callable[[int], object]:
+    """``call(n)``: ``model(x)`` over the first ``n`` images, every output kept (as ``predict``)."""
+    device = x.device
+    forward = forward_fn(model, settings)
     graphs = (
         settings.compile_infer
         and device.type == "cuda"
         and "reduce-overhead" in str(settings.compile_mode)
     )
-    out = torch.empty(len(x), data.NUM_CLASSES, device=device)
+    with torch.no_grad():
+        classes = model(x[:1]).shape[1:]
+    out = torch.empty(len(x), *classes, device=device)
 
     def call(n: int) -> object:
-        with (
-            torch.inference_mode(),
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=settings.bf16),
-        ):
+        with inference_context(settings, device):
             for i in range(0, n, batch_size):
                 if graphs:  # the graph's output buffer is reused by the next replay
                     torch.compiler.cudagraph_mark_step_begin()  # type: ignore[no-untyped-call]
-                out[i : i + batch_size] = forward(
-                    x[i : i + batch_size].contiguous(memory_format=fmt)
-                )
+                out[i : i + batch_size] = forward(x[i : i + batch_size])
         return out
 
     return call
 
 
+_DATA: dict[tuple[int, int, str], tuple[torch.Tensor, torch.Tensor]] = {}
+
+
 def random_data(images: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """``images`` random images in [0, 1) and labels, built on the CPU, then moved."""
-    g = torch.Generator().manual_seed(seed)
-    x = torch.rand(images, 3, 32, 32, generator=g).to(device)
-    y = torch.randint(0, data.NUM_CLASSES, (images,), generator=g).to(device)
-    return x, y
+    """``images`` random images in [0, 1) and labels, built on the CPU, then moved.
+
+    Kept once per (images, seed, device): the rows of a run share them (the resident memory
+    of one copy, not one per row).
+    """
+    key = (images, seed, str(device))
+    if key not in _DATA:
+        g = torch.Generator().manual_seed(seed)
+        x = torch.rand(images, 3, 32, 32, generator=g).to(device)
+        y = torch.randint(0, data.NUM_CLASSES, (images,), generator=g).to(device)
+        _DATA[key] = x, y
+    return _DATA[key]
+
+
+def load_model(config: RunConfig, name: str, device: torch.device) -> TorchCnnModel:
+    """The model the run times: the prepared file (Keras's weights) or, without one, the seed
+    model with seeded initial weights."""
+    if config.prepared is not None and (config.prepared / name / "torch.safetensors").is_file():
+        model = torch_cnn.load(config.prepared / name / "torch.safetensors")
+        assert isinstance(model, KerasStyleNet | KerasGraph)
+        return model.to(device)
+    if name not in torch_cnn.list_models():
+        raise ValueError(f"{name!r} needs benchmarks.prepare's files (a converted model)")
+    return seeded_model(name, config.seed, device=device)
+
+
+def max_abs_diff(
+    config: RunConfig, name: str, forward: Callable[[torch.Tensor], torch.Tensor],
+    settings: Settings, device: torch.device,
+) -> dict[str, float]:  # fmt: skip
+    """``{"max_abs_diff": ...}``: ``forward`` on the prepared inputs against Keras's outputs."""
+    if config.prepared is None or not (config.prepared / name / "io.npz").is_file():
+        return {}
+    with np.load(config.prepared / name / "io.npz") as io:
+        x = torch.from_numpy(io["inputs"]).permute(0, 3, 1, 2).contiguous().to(device)
+        expected = io["expected"]
+    with inference_context(settings, device):
+        got = forward(x).float().cpu().numpy()
+    return {"max_abs_diff": float(np.abs(got - expected).max())}
+
+
+class TorchRow:
+    """One torch_cnn row of a run, set up once and timed one repeat at a time (``repeat``), so
+    that a run can interleave its rows with the other frameworks' round by round.
+
+    ``task`` is "train" (epochs through ``fit``), "infer" (``model(x)`` over the images in
+    batches) or "latency" (``model(x)`` on one image: each repeat the median of many calls).
+    Construction warms the row up: the first call is ``compile_s``, the second ``warmup_s``.
+    """
+
+    def __init__(
+        self, config: RunConfig, settings: Settings, task: str, batch_size: int,
+        model_name: str | None = None,
+    ) -> None:  # fmt: skip
+        self.config, self.settings, self.task, self.batch_size = config, settings, task, batch_size
+        self.model_name = model_name or config.model
+        self.device = device = config.torch_device
+        self.images = 1 if task == "latency" else round_up(config.images_per_repeat, batch_size)
+        model = load_model(config, self.model_name, device)
+        self.memory = _Memory(device)
+        self.baseline_mb = self.memory.current_mb()
+        self.extra: dict[str, Any] = {}
+        with tf32_allowed(settings.tf32):
+            if task == "train":
+                x, y = random_data(self.images, config.seed, device)
+                self._call = train_call(model, x, y, settings, batch_size, config.seed)
+                warm = min(config.warmup_steps * batch_size, self.images)
+            elif task == "infer":
+                x, _ = random_data(self.images, config.seed, device)
+                self._call = infer_call(model, x, settings, batch_size)
+                warm = min(config.warmup_steps * batch_size, self.images)
+            else:
+                self._call, warm = self._latency_call(model), 1
+            self.first_two = [self._timed(warm) for _ in range(2)]
+            if task != "train":
+                forward = forward_fn(model, settings)
+                self.extra = max_abs_diff(config, self.model_name, forward, settings, device)
+        if task == "latency":
+            self.calls = latency_calls(self.first_two[1], config.latency_calls)
+            self.extra["calls_per_repeat"] = self.calls
+        self.seconds: list[float] = []
+        self.peak_mb = 0.0
+
+    def _latency_call(self, model: TorchCnnModel) -> Callable[[int], object]:
+        forward = forward_fn(model, self.settings)
+        one, _ = random_data(1, self.config.seed, self.device)
+
+        def call(n: int) -> object:
+            with inference_context(self.settings, self.device):
+                return forward(one)
+
+        return call
+
+    def _timed(self, n: int) -> float:
+        t0 = time.perf_counter()
+        self._call(n)
+        sync(self.device)
+        return time.perf_counter() - t0
+
+    def repeat(self) -> float:
+        """One timed repeat (an epoch, a pass over the images, or a latency median), in s."""
+        self.memory.reset()
+        with tf32_allowed(self.settings.tf32):
+            if self.task == "latency":
+                s = median_call_s(lambda: self._timed(1), self.calls)
+            else:
+                s = self._timed(self.images)
+        self.peak_mb = max(self.peak_mb, self.memory.peak_mb())
+        self.seconds.append(s)
+        return s
+
+    def record(self) -> dict[str, Any]:
+        """The row's record over the repeats so far."""
+        return record(
+            framework="torch_cnn",
+            mode=self.settings.mode,
+            model=self.model_name,
+            task=self.task,
+            batch_size=self.batch_size,
+            device=self.device.type,
+            seconds=self.seconds,
+            images_per_repeat=self.images,
+            peak_memory_mb=self.peak_mb,
+            memory_kind=self.memory.kind,
+            baseline_memory_mb=round(self.baseline_mb, 1),
+            compile_s=round(self.first_two[0], 3),
+            warmup_s=round(self.first_two[1], 3),
+            device_name=describe_device(self.device),
+            settings=self.settings.describe(self.task, self.batch_size),
+            threads={
+                "intra_op": torch.get_num_threads(),
+                "inter_op": torch.get_num_interop_threads(),
+            },
+            versions=torch_versions(),
+            **self.extra,
+        )
 
 
 def measure_torch(
     config: RunConfig, settings: Settings, task: str, batch_size: int
 ) -> dict[str, Any]:
-    """One torch_cnn record: ``task`` ('train' or 'infer') at ``batch_size`` with ``settings``."""
+    """One torch_cnn record: ``task`` at ``batch_size`` with ``settings``, all repeats in a row."""
+    row = TorchRow(config, settings, task, batch_size)
+    for _ in range(config.repeats):
+        row.repeat()
+    return row.record()
+
+
+def _profile_table(run: Callable[[], object], device: torch.device) -> str:
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU]
+    if device.type == "cuda":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        run()
+        sync(device)
+    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    table: str = prof.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=40)
+    return table
+
+
+def profile_infer(config: RunConfig, batch_size: int, calls: int = 10) -> str:
+    """The top operators (by self time) of ``calls`` default-mode forward passes at
+    ``batch_size``, as a text table."""
     device = config.torch_device
-    images = round_up(config.images_per_repeat, batch_size)
-    x, y = random_data(images, config.seed, device)
-    model = seeded_model(config.model, config.seed, device=device)
-    call = (
-        train_call(model, x, y, settings, batch_size, config.seed)
-        if task == "train"
-        else infer_call(model, x, settings, batch_size)
-    )
-    with tf32_allowed(settings.tf32):
-        timing = time_calls(
-            call,
-            warm_images=min(config.warmup_steps * batch_size, images),
-            images=images,
-            repeats=config.repeats,
-            device=device,
-        )
-    return record(
-        framework="torch_cnn",
-        mode=settings.mode,
-        model=config.model,
-        task=task,
-        batch_size=batch_size,
-        device=device.type,
-        seconds=timing.seconds,
-        images_per_repeat=images,
-        peak_memory_mb=timing.peak_memory_mb,
-        memory_kind=timing.memory_kind,
-        baseline_memory_mb=round(timing.baseline_memory_mb, 1),
-        compile_s=round(timing.compile_s, 3),
-        warmup_s=round(timing.warmup_s, 3),
-        device_name=describe_device(device),
-        settings=settings.describe(task, batch_size),
-        threads={"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
-        versions=torch_versions(),
-    )
+    settings = config.settings("default")
+    model = load_model(config, config.model, device)
+    forward = forward_fn(model, settings)
+    x, _ = random_data(batch_size, config.seed, device)
+
+    def run() -> None:
+        with inference_context(settings, device):
+            for _ in range(calls):
+                forward(x)
+
+    run()  # warm-up
+    return _profile_table(run, device)
 
 
 def profile_train(config: RunConfig, mode: str, batch_size: int, steps: int = 20) -> str:
     """The top operators (by self time) of ``steps`` training steps in ``mode``, as a text table."""
-    from torch.profiler import ProfilerActivity, profile
 
     device = config.torch_device
     settings = config.settings(mode)
@@ -497,12 +656,4 @@ def profile_train(config: RunConfig, mode: str, batch_size: int, steps: int = 20
     call = train_call(model, x, y, settings, batch_size, config.seed)
     call(images)  # warm-up (and compilation)
     sync(device)
-    activities = [ProfilerActivity.CPU]
-    if device.type == "cuda":
-        activities.append(ProfilerActivity.CUDA)
-    with profile(activities=activities) as prof:
-        call(images)
-        sync(device)
-    sort = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
-    table: str = prof.key_averages().table(sort_by=sort, row_limit=15, max_name_column_width=40)
-    return table
+    return _profile_table(lambda: call(images), device)

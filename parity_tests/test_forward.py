@@ -3,6 +3,11 @@
 float32: max |Δ| ≤ 1e-5 on every layer with 100% top-1 agreement; float64: ≤ 1e-12.
 A failure names the first layer that diverges. The torch side runs on the CPU and, where
 there is one, on a GPU with TF32 off (inputs made on the CPU, then moved).
+
+Every test runs the models as users get them: on their default path (``memory_format="auto"``:
+a float32 batch through model_cifar10 computes channels_last inside the model; the first test
+below checks that it does). ``test_plain_nchw_and_forced_channels_last_on_real_images`` keeps the plain NCHW path
+(``memory_format="contiguous"``) checked against Keras too, and forced channels_last.
 """
 
 from __future__ import annotations
@@ -44,6 +49,41 @@ def _check(report: ParityReport) -> None:
     assert bad is None, f"first divergence at {bad}\n{report.format()}"
     assert report.top1_agreement == 1.0, report.format()
     assert report.ok
+
+
+@pytest.mark.parametrize("dtype", sorted(DTYPES))
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_the_suite_runs_the_default_path(keras: ModuleType, name: str, dtype: str) -> None:
+    """The models under test compute as a user's do: a float32 batch through model_cifar10's
+    wide convolutions in channels_last (the fast default), model_cnn and float64 in plain
+    NCHW (where channels_last is not faster)."""
+    _, model = _pair(keras, name, dtype)
+    x = random_images(2, seed=0, dtype=DTYPES[dtype])
+    assert model.memory_format == "auto"
+    wide = name == "model_cifar10" and dtype == "float32"
+    expected = torch.channels_last if wide else torch.contiguous_format
+    assert model.compute_format(x) == expected
+    seen: list[torch.Tensor] = []
+    hook = model.conv1.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        hook.remove()
+    assert seen[0].is_contiguous(memory_format=expected) and seen[0].is_contiguous() != wide
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_plain_nchw_and_forced_channels_last_on_real_images(
+    keras: ModuleType, real_test_images: torch.Tensor, name: str
+) -> None:
+    """The plain NCHW path (``memory_format="contiguous"``) stays within the bar too, and so
+    does channels_last forced where the default does not choose it (model_cnn)."""
+    keras_model, default = _pair(keras, name, "float32")
+    for memory_format in ("contiguous", "channels_last"):
+        model = copy.deepcopy(default)
+        model.memory_format = memory_format
+        _check(compare_with_keras(model, keras_model, real_test_images.to(torch.float32)))
 
 
 @pytest.mark.parametrize("device", DEVICES)

@@ -40,10 +40,19 @@ def golden_record(name: str, data: dict[str, np.ndarray]) -> KerasModelRecord:
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.cuda)]
 
 
+# The models as users get them ("auto": a float32 batch through model_cifar10 computes
+# channels_last inside the model), the plain NCHW path ("contiguous") and channels_last forced
+# (model_cnn's default is NCHW), all kept checked.
+MEMORY_FORMATS = ["auto", "channels_last", "contiguous"]
+
+
+@pytest.mark.parametrize("memory_format", MEMORY_FORMATS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("dtype", sorted(DTYPES))
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_torch_matches_stored_keras_outputs(name: str, dtype: str, device: str) -> None:
+def test_torch_matches_stored_keras_outputs(
+    name: str, dtype: str, device: str, memory_format: str
+) -> None:
     if device == "cuda" and not torch.cuda.is_available():
         pytest.skip("no CUDA device")
     data = load_golden(name)
@@ -51,6 +60,7 @@ def test_torch_matches_stored_keras_outputs(name: str, dtype: str, device: str) 
     torch_cnn.load_keras_weights(model, golden_record(name, data))
     model = model.to(device).eval()
     assert isinstance(model, torch_cnn.models.KerasStyleNet)
+    model.memory_format = memory_format
     # Built on the CPU in the target dtype, then moved: every device sees the same bits.
     x = torch.from_numpy(data["inputs"]).to(DTYPES[dtype]).permute(0, 3, 1, 2).to(device)
     outs = torch_layer_outputs(model, x)

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import argparse
 import ast
+import importlib.util
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +25,17 @@ import torch
 
 import benchmarks
 import benchmarks.cli
-from benchmarks import accuracy, common, cuda_graph, keras_side, report, runner, torch_side
+from benchmarks import (
+    accuracy,
+    common,
+    converted,
+    cuda_graph,
+    keras_side,
+    ort_side,
+    report,
+    runner,
+    torch_side,
+)
 from benchmarks.common import RECORD_KEYS
 from torch_cnn import cli as torch_cnn_cli
 from torch_cnn import data
@@ -34,9 +46,10 @@ from torch_cnn.train import evaluate, fit, seeded_model
 ROOT = Path(__file__).resolve().parent.parent
 CPU = torch.device("cpu")
 
-# model_cnn compiles fastest; batch 8 and 16 images per repeat keep each path to a few steps.
+# model_cnn compiles fastest; batch 8 and 16 images per repeat keep each path to a few steps;
+# no converted models (they have their own test).
 QUICK = ["--quick", "--model", "model_cnn", "--batch-size", "8", "--large-batch", "16"]
-QUICK += ["--images", "32"]
+QUICK += ["--images", "32", "--converted", ""]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -52,21 +65,31 @@ def _bench_via_subcommand(argv: list[str]) -> int:
     return status
 
 
-def _check_records(records: list[dict[str, Any]], expected: set[tuple[str, str, str, int]]) -> None:
+def _check_records(
+    records: list[dict[str, Any]],
+    expected: set[tuple[str, str, str, int]],
+    model: str = "model_cnn",
+) -> None:
     got = {(r["framework"], r["mode"], r["task"], r["batch_size"]) for r in records}
     assert got == expected
     for r in records:
         assert set(RECORD_KEYS) <= set(r), sorted(set(RECORD_KEYS) - set(r))
-        assert r["model"] == "model_cnn"
+        assert r["model"] == model
         for key in ("images_per_s", "images_per_s_min", "images_per_s_max", "peak_memory_mb"):
             assert math.isfinite(r[key]) and r[key] > 0, (key, r)
-        assert r["compile_s"] >= 0 and r["warmup_s"] >= 0
-        assert r["repeats"] == len(r["seconds"]) == 2  # --quick's
-        # --images 32 rounded up to whole batches of 8 or 16: 32 either way.
-        assert r["images_per_repeat"] == 32
+        assert r["compile_s"] >= 0
+        assert r["repeats"] == len(r["seconds"]) == 2  # --quick's: two interleaved rounds
+        # --images 32 rounded up to whole batches of 8 or 16: 32 either way; latency: 1 image.
+        images = 1 if r["task"] == "latency" else 32
+        assert r["images_per_repeat"] == images
         assert r["images_per_s"] == pytest.approx(
-            common.throughput(r["seconds"], 32)["images_per_s"], rel=1e-4
+            common.throughput(r["seconds"], images)["images_per_s"], rel=1e-4
         )
+        if r["task"] == "latency":  # µs per call: over the repeats, each a median of 5 calls
+            us = sorted(1e6 * s for s in r["seconds"])
+            assert r["latency_us"] == pytest.approx((us[0] + us[1]) / 2, abs=1e-3)
+            assert (r["latency_us_min"], r["latency_us_max"]) == pytest.approx(us, abs=1e-3)
+            assert r["calls_per_repeat"] == benchmarks.cli.QUICK_LATENCY_CALLS
         assert r["gflop_per_s"] > 0
 
 
@@ -83,27 +106,40 @@ def test_torch_cnn_paths(
         records,
         {
             ("torch_cnn", mode, task, batch)
-            for mode in ("parity", "fast")
+            for mode in ("default", "nchw", "fast")
             for task, batch in (("infer", 16), ("train", 8), ("train", 16))
-        },
+        }
+        | {("torch_cnn", mode, "latency", 1) for mode in ("default", "nchw")}
+        | {("torch_cnn", "compiled", "infer", 16)},
     )
     fast = [r for r in records if r["mode"] == "fast"]
-    parity = [r for r in records if r["mode"] == "parity"]
+    default = [r for r in records if r["mode"] == "default"]
+    nchw = [r for r in records if r["mode"] == "nchw"]
     assert all(r["settings"]["memory_format"] == "channels_last" for r in fast)
-    assert all(r["settings"]["autocast"] is None for r in parity)
-    assert all(r["settings"].get("optimizer") in (None, "keras_adam") for r in parity)
+    assert all(r["settings"]["autocast"] is None for r in default + nchw)
+    assert {r["settings"]["model_memory_format"] for r in default} == {"auto"}
+    assert {r["settings"]["model_memory_format"] for r in nchw} == {"contiguous"}
+    assert all(r["settings"].get("optimizer") in (None, "keras_adam") for r in default)
     assert all(r["peak_gflop_per_s"] > 0 for r in records)
-    assert {r["command"] for r in records} == {"torch-cnn bench " + " ".join(argv)}
+    assert all("max_abs_diff" not in r for r in records)  # no Keras: no shared weights
+    assert {r["command"] for r in records} == {shlex.join(["torch-cnn", "bench", *argv])}
     report_text = capsys.readouterr().out
-    assert "| torch_cnn | parity | train | 8 |" in report_text
-    assert "parity train @8 vs Keras-TF fit @8 (its best mode): not measured" in report_text
+    assert "| torch_cnn | default | model_cnn | train | 8 |" in report_text
+    assert "| torch_cnn | nchw | model_cnn |" in report_text  # the latency table
+    assert (
+        "default train @8 vs Keras-TF fit @8 (its best mode, steps_per_execution included): "
+        "not measured"
+    ) in report_text
 
 
 @pytest.mark.slow
-def test_keras_paths(keras: ModuleType, tmp_path: Path) -> None:
+def test_keras_and_onnxruntime_paths(keras: ModuleType, tmp_path: Path) -> None:
+    """Keras on both backends and onnxruntime, on the shared weights (benchmarks.prepare):
+    every row's outputs within the float32 parity bar of Keras's."""
     out = tmp_path / "bench.json"
-    frameworks = "keras_tensorflow,keras_torch"
-    assert benchmarks.cli.main([*QUICK, "--frameworks", frameworks, "--json", str(out)]) == 0
+    frameworks = "keras_tensorflow,keras_torch,onnxruntime"
+    argv = [*QUICK, "--frameworks", frameworks, "--json", str(out), "--keep-files", str(tmp_path)]
+    assert benchmarks.cli.main(argv) == 0
     expected = {
         (framework, mode, task, batch)
         for framework, modes in (
@@ -112,10 +148,28 @@ def test_keras_paths(keras: ModuleType, tmp_path: Path) -> None:
         )
         for mode in modes
         for task, batch in (("infer", 16), ("train", 8), ("train", 16))
+    } | {
+        (framework, call, "latency", 1)
+        for framework in ("keras_tensorflow", "keras_torch")
+        for call in common.KERAS_LATENCY_CALLS
     }
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    if has_ort:
+        expected |= {
+            ("onnxruntime", "default", "infer", 16),
+            ("onnxruntime", "default", "latency", 1),
+        }
     records = json.loads(out.read_text())
     _check_records(records, expected)
-    assert {r["versions"]["keras"] for r in records} == {keras.__version__}
+    assert {r["versions"]["keras"] for r in records if "keras" in r["framework"]} == {
+        keras.__version__
+    }
+    for r in records:
+        if r["task"] != "train":
+            assert 0 <= r["max_abs_diff"] <= 1e-5, r  # the same weights in every framework
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"model_cnn"}
+    assert manifest["models"]["model_cnn"]["onnx_source"] == "keras export (tf2onnx)"
 
 
 @pytest.mark.slow
@@ -129,6 +183,44 @@ def test_cuda_paths(cuda_device: str, tmp_path: Path) -> None:
     assert all(r["device"] == "cuda" and r["memory_kind"] == "cuda_max_allocated" for r in records)
     fast_train = [r for r in records if r["mode"] == "fast" and r["task"] == "train"]
     assert fast_train and all(r["settings"]["cuda_graphs"] for r in fast_train)
+
+
+@pytest.mark.slow
+def test_gpu_check_dry_run_writes_the_records_and_the_readme_block(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh on the CPU (--dry-run): every step runs, and OUT holds what a GPU
+    run leaves there (the device, the CUDA tests' log, the JSON records, the README block)."""
+    out = tmp_path / "gpu"
+    env = dict(os.environ, PYTHON=sys.executable)
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh"), "--dry-run", str(out)],
+        cwd=tmp_path,  # the script finds the checkout itself
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = (out / "summary.txt").read_text().splitlines()
+    assert [line.split(":")[0] for line in summary] == [
+        "device", "cuda-tests", "benchmark", "gpu_check"
+    ]  # fmt: skip
+    assert all(": exit 0," in line for line in summary[:3]), summary
+    assert "tests collected" in (out / "pytest_cuda.log").read_text()  # collected, not run
+    records = json.loads((out / "model_cnn_cpu.json").read_text())
+    assert {r["framework"] for r in records} == {"torch_cnn"}
+    assert {r["mode"] for r in records} == {"default", "nchw", "compiled", "fast"}
+    readme = (out / "README.md").read_text()
+    start, end = "<!-- bench model_cnn cpu start -->", "<!-- bench model_cnn cpu end -->"
+    block = readme[readme.index(start) + len(start) : readme.index(end)]
+    assert "### `model_cnn` on cpu" in block and "| torch_cnn | default | model_cnn |" in block
+    assert block.strip() == (out / "benchmark.md").read_text().strip()
+
+
+def test_gpu_check_refuses_bad_arguments(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "gpu_check.sh")], capture_output=True, text=True
+    )
+    assert proc.returncode == 2 and "usage: bash scripts/gpu_check.sh" in proc.stderr
 
 
 @pytest.mark.cuda
@@ -201,6 +293,62 @@ def test_keras_side_imports_neither_torch_cnn_nor_torch_at_load() -> None:
     )
 
 
+def test_onnxruntime_side_imports_neither_torch_nor_keras() -> None:
+    """onnxruntime's process: numpy and onnxruntime (by name, in a function), nothing else."""
+    source = Path(ort_side.__file__).read_text()
+    assert _non_stdlib_imports(source, allowed=("benchmarks.common",)) == {"numpy"}
+    assert 'import_module("onnxruntime")' in source
+
+
+def test_converted_imports_nothing_at_load() -> None:
+    """The Keras process and ``benchmarks.prepare`` load it: Keras comes in as an argument."""
+    source = Path(converted.__file__).read_text()
+    module_level = [n for n in ast.parse(source).body if isinstance(n, ast.Import | ast.ImportFrom)]
+    top = _non_stdlib_imports(ast.unparse(ast.Module(body=module_level, type_ignores=[])))
+    assert top == set()
+    assert _non_stdlib_imports(source) == {"keras_ref", "keras_ref.models", "keras_ref.weights"}
+
+
+def test_merge_rounds_on_hand_computed_records() -> None:
+    """Two rounds of one repeat each become one record: the repeats in round order, the
+    statistics recomputed (latency rows in µs per call), the first round's compile time, the
+    highest peak memory and max |Δ|."""
+
+    def rec(task: str, s: float, peak: float, diff: float) -> dict[str, Any]:
+        images = 1 if task == "latency" else 100
+        return common.record(
+            framework="onnxruntime", mode="default", model="m", task=task,
+            batch_size=1 if task == "latency" else 50, device="cpu", seconds=[s],
+            images_per_repeat=images, peak_memory_mb=peak, compile_s=s, max_abs_diff=diff,
+        )  # fmt: skip
+
+    rounds = [
+        [rec("infer", 2.0, 10.0, 1e-7), rec("latency", 0.0004, 10.0, 2e-7)],
+        [rec("infer", 0.5, 30.0, 3e-7), rec("latency", 0.0001, 5.0, 1e-7)],
+        [rec("infer", 1.0, 20.0, 2e-7), rec("latency", 0.0002, 5.0, 1e-7)],
+    ]
+    infer, latency = common.merge_rounds(rounds)
+    assert infer["seconds"] == [2.0, 0.5, 1.0] and infer["rounds"] == infer["repeats"] == 3
+    assert (infer["images_per_s"], infer["images_per_s_min"], infer["images_per_s_max"]) == (
+        100.0,
+        50.0,
+        200.0,
+    )
+    assert (infer["compile_s"], infer["peak_memory_mb"], infer["max_abs_diff"]) == (
+        2.0,
+        30.0,
+        3e-7,
+    )
+    assert (latency["latency_us"], latency["latency_us_min"], latency["latency_us_max"]) == (
+        200.0,
+        100.0,
+        400.0,
+    )
+    assert latency["images_per_s"] == pytest.approx(5000.0)
+    with pytest.raises(ValueError, match="task must be one of"):
+        rec("predict", 1.0, 1.0, 0.0)
+
+
 # Run in a fresh process: torch and torch_cnn made unimportable (None in sys.modules, Python's
 # own "not installed"), then the Keras side's quick mode on TensorFlow.
 _NO_TORCH = """
@@ -244,9 +392,12 @@ def test_keras_side_runs_without_torch(keras: ModuleType, tmp_path: Path) -> Non
     assert got == [
         ("keras_tensorflow", "default", "infer", 16),
         ("keras_tensorflow", "default", "train", 8),
+        ("keras_tensorflow", "predict_on_batch", "latency", 1),
+        ("keras_tensorflow", "model(x)", "latency", 1),
     ]
     for r in result["records"]:
-        assert r["repeats"] == common.QUICK["repeats"] and r["images_per_repeat"] == 32
+        images = 1 if r["task"] == "latency" else 32
+        assert r["repeats"] == common.QUICK["repeats"] and r["images_per_repeat"] == images
         assert "torch" not in r["versions"]
 
 
@@ -271,19 +422,24 @@ def test_throughput_on_known_timings() -> None:
 def test_record_puts_the_schema_first_and_rounds() -> None:
     rec = common.record(
         framework="torch_cnn",
-        mode="parity",
+        mode="default",
         model="model_cnn",
         task="infer",
         batch_size=16,
         device="cpu",
-        seconds=[0.1234567, 0.2],
+        seconds=[0.1234567891234, 0.2],
         images_per_repeat=32,
         peak_memory_mb=123.456,
         compile_s=1.5,
     )
     assert tuple(rec)[: len(RECORD_KEYS)] == RECORD_KEYS
-    assert rec["images_per_s"] == pytest.approx((32 / 0.1234567 + 32 / 0.2) / 2)
-    assert (rec["peak_memory_mb"], rec["seconds"], rec["repeats"]) == (123.5, [0.123457, 0.2], 2)
+    assert rec["images_per_s"] == pytest.approx((32 / 0.1234567891234 + 32 / 0.2) / 2)
+    # Seconds to the nanosecond: a latency repeat is tens of µs.
+    assert (rec["peak_memory_mb"], rec["seconds"], rec["repeats"]) == (
+        123.5,
+        [0.123456789, 0.2],
+        2,
+    )
     assert rec["compile_s"] == 1.5
     with pytest.raises(ValueError, match="received task='fit'"):
         common.record(**{**rec, "task": "fit", "seconds": [1.0]})
@@ -340,7 +496,21 @@ def test_learning_rate_scales_with_the_square_root_of_the_batch() -> None:
     fast = torch_side.Settings("fast", 512, scale_lr=True)
     assert fast.lr(512) == pytest.approx(4e-3)  # 1e-3 × √(512 / 32)
     assert fast.lr(32) == 1e-3
-    assert torch_side.Settings("parity", 512).lr(512) == 1e-3
+    assert torch_side.Settings("default", 512).lr(512) == 1e-3
+
+
+def test_the_modes_are_the_default_the_plain_nchw_path_and_fast() -> None:
+    config = torch_side.RunConfig()
+    default, nchw, fast = (config.settings(m) for m in torch_side.TRAIN_MODES)
+    assert torch_side.MODES == ("default", "nchw", "compiled", "fast")
+    compiled = config.settings("compiled")
+    assert (compiled.memory_format, compiled.compile_infer, compiled.bf16) == ("auto", True, False)
+    assert not compiled.tf32 and "compiled" not in torch_side.TRAIN_MODES
+    assert (default.memory_format, default.channels_last, default.bf16) == ("auto", False, False)
+    assert (nchw.memory_format, nchw.channels_last, nchw.bf16) == ("contiguous", False, False)
+    assert (default.optimizer, nchw.optimizer) == ("keras_adam", "keras_adam")
+    assert not (default.tf32 or nchw.tf32) and fast.tf32
+    assert default.describe("infer", 256)["model_memory_format"] == "auto"
 
 
 def test_parse_overrides() -> None:
@@ -367,7 +537,7 @@ def test_fast_overrides_replace_the_batch() -> None:
     )
     fast = config.settings("fast")
     assert (fast.batch_size, fast.bf16, fast.channels_last) == (128, False, True)
-    assert config.settings("parity").batch_size == config.large == 256
+    assert config.settings("default").batch_size == config.large == 256
     with pytest.raises(ValueError, match="batch_size must be positive; received 0"):
         torch_side.RunConfig(fast_overrides={"batch_size": 0}).settings("fast")
 
@@ -406,33 +576,55 @@ def test_bad_options_are_refused_before_anything_runs(capsys: pytest.CaptureFixt
         assert message in capsys.readouterr().err
 
 
-def test_measurement_runs_parity_without_tf32_and_fast_with_it(
+def test_measurement_runs_default_without_tf32_and_fast_with_it(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """TF32 is off while parity mode is timed, on for fast mode, and restored after."""
-    seen: list[bool] = []
+    """TF32 is off while the default mode is timed, on for fast mode, and restored after; the
+    first call is compile_s, the second warmup_s, the rest the repeats."""
+    seen: list[tuple[int, bool]] = []
+    times = iter([0.5, 0.25, 0.5, 0.25, 0.125, 0.25, 0.5, 1.0])
 
-    def fake_time_calls(call: Any, **kwargs: Any) -> torch_side.Timing:
-        seen.append(torch.backends.cudnn.allow_tf32)
+    def fake_timed(self: torch_side.TorchRow, n: int) -> float:
+        seen.append((n, torch.backends.cudnn.allow_tf32))
         assert torch.backends.cuda.matmul.allow_tf32 == torch.backends.cudnn.allow_tf32
-        return torch_side.Timing(0.5, 0.25, [0.5, 0.25], 10.0, 5.0, "rss_peak")
+        return next(times)
 
-    monkeypatch.setattr(torch_side, "time_calls", fake_time_calls)
+    monkeypatch.setattr(torch_side.TorchRow, "_timed", fake_timed)
     config = torch_side.RunConfig(model="model_cnn", images=20, repeats=2, warmup_steps=1)
     saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
-    parity = torch_side.measure_torch(config, torch_side.parity_settings(CPU, 16), "infer", 16)
+    default = torch_side.measure_torch(config, torch_side.default_settings(CPU, 16), "infer", 16)
     fast = torch_side.measure_torch(config, torch_side.fast_settings(CPU, 8), "train", 8)
-    assert seen == [False, True]
+    # Warm-up calls on 1 batch (warmup_steps=1), repeats on the 20 images rounded up.
+    assert seen == [
+        (16, False), (16, False), (32, False), (32, False),
+        (8, True), (8, True), (24, True), (24, True),
+    ]  # fmt: skip
     assert (torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32) == saved
-    # 20 images rounded up to whole batches: 32 at batch 16, 24 at batch 8.
-    assert (parity["images_per_repeat"], fast["images_per_repeat"]) == (32, 24)
-    assert parity["images_per_s"] == 96.0  # median of 32 / 0.5 and 32 / 0.25
-    assert (parity["compile_s"], parity["warmup_s"], parity["baseline_memory_mb"]) == (
-        0.5,
-        0.25,
-        5.0,
-    )
-    assert (parity["settings"]["tf32_on_cuda"], fast["settings"]["tf32_on_cuda"]) == (False, True)
+    assert (default["images_per_repeat"], fast["images_per_repeat"]) == (32, 24)
+    assert default["images_per_s"] == 96.0  # median of 32 / 0.5 and 32 / 0.25
+    assert (default["compile_s"], default["warmup_s"]) == (0.5, 0.25)
+    assert (fast["compile_s"], fast["warmup_s"], fast["seconds"]) == (0.125, 0.25, [0.5, 1.0])
+    assert (default["settings"]["tf32_on_cuda"], fast["settings"]["tf32_on_cuda"]) == (False, True)
+
+
+def test_latency_rows_time_one_image_per_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A latency repeat is the median of ``calls_per_repeat`` single-image calls."""
+    config = torch_side.RunConfig(model="model_cnn", repeats=3, latency_calls=7)
+    calls: list[int] = []
+    row = torch_side.TorchRow(config, config.settings("default"), "latency", 1)
+    original = row._call
+
+    def counting(n: int) -> object:
+        calls.append(n)
+        return original(n)
+
+    row._call = counting
+    for _ in range(config.repeats):
+        row.repeat()
+    rec = row.record()
+    assert calls == [1] * 21 and rec["calls_per_repeat"] == 7
+    assert (rec["task"], rec["batch_size"], rec["images_per_repeat"]) == ("latency", 1, 1)
+    assert rec["latency_us"] == pytest.approx(1e6 * sorted(rec["seconds"])[1], abs=1e-3)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -450,7 +642,7 @@ def test_keras_command_round_trips_through_the_keras_side_parser(tmp_path: Path)
         threads=3,
         seed=4,
     )
-    cmd = runner.keras_command(config, "keras_tensorflow", tmp_path / "k.json")
+    cmd = runner.keras_command(config, "keras_tensorflow", tmp_path / "k.json", tmp_path, 1)
     assert cmd[:3] == [sys.executable, "-m", "benchmarks.keras_side"]
     args = keras_side.parse_args(cmd[3:])
     assert (args.backend, args.model, args.device, args.modes) == (
@@ -460,10 +652,27 @@ def test_keras_command_round_trips_through_the_keras_side_parser(tmp_path: Path)
         ["default", "xla", "multistep"],
     )
     assert (args.train_batches, args.large_batch, args.images) == ([8, 16], 16, 40)
-    assert (args.repeats, args.warmup_steps, args.threads, args.seed) == (3, 2, 3, 4)
-    assert keras_side.parse_args(
-        runner.keras_command(config, "keras_torch", tmp_path)[3:]
-    ).modes == ["default"]
+    assert (args.repeats, args.warmup_steps, args.threads, args.seed) == (1, 2, 3, 4)
+    assert (args.prepared, args.converted, args.latency) == (
+        str(tmp_path),
+        ["residual_bn", "resnet_bn"],
+        True,
+    )
+    torch_backend = keras_side.parse_args(runner.keras_command(config, "keras_torch", tmp_path)[3:])
+    assert (torch_backend.modes, torch_backend.converted, torch_backend.prepared) == (
+        ["default"],
+        [],  # converted models against Keras on TensorFlow only
+        None,
+    )
+    ort = runner.ort_command(config, tmp_path / "o.json", tmp_path)
+    assert ort[:3] == [sys.executable, "-m", "benchmarks.ort_side"]
+    ort_args = ort_side.parse_args(ort[3:])
+    assert (ort_args.models, ort_args.large_batch, ort_args.threads, ort_args.repeats) == (
+        ["model_cnn", "residual_bn", "resnet_bn"],
+        16,
+        3,
+        1,  # one repeat per process: one per round
+    )
 
 
 def test_add_flops_counts_training_three_times_the_forward_pass() -> None:
@@ -491,9 +700,10 @@ def test_add_flops_counts_training_three_times_the_forward_pass() -> None:
 def _rec(
     framework: str, mode: str, task: str, batch: int, rate: float, **kw: Any
 ) -> dict[str, Any]:
-    return {
+    rec = {
         "framework": framework,
         "mode": mode,
+        "model": "model_cifar10",
         "task": task,
         "batch_size": batch,
         "device": "cpu",
@@ -501,9 +711,11 @@ def _rec(
         "images_per_s_min": rate,
         "images_per_s_max": rate,
         "peak_memory_mb": 100.0,
-        "images_per_repeat": 4096,
-        **kw,
+        "images_per_repeat": 1 if task == "latency" else 4096,
     }
+    if task == "latency":  # µs per call, as common.record computes it
+        rec |= common.latency_stats([1 / rate])
+    return rec | kw
 
 
 def test_format_table_rows() -> None:
@@ -539,73 +751,153 @@ def test_format_table_rows() -> None:
             800.0,
             settings={"jit_compile": "auto", "steps_per_execution": 16},
         ),
-        _rec("torch_cnn", "parity", "infer", 256, 99.5, settings={"compile": True}),
+        _rec(
+            "torch_cnn",
+            "default",
+            "infer",
+            256,
+            99.5,
+            max_abs_diff=2.5e-7,
+            settings={"compile": False, "model_memory_format": "auto"},
+        ),
+        _rec("onnxruntime", "default", "infer", 256, 199.0, settings={"onnx_source": "keras"}),
+        _rec("torch_cnn", "default", "latency", 1, 2000.0),  # not a throughput row
     ]
     lines = report.format_table(records).splitlines()
-    assert lines[1] == "|---|---|---|---|---|---|---|---|---|---|---|"
+    assert lines[1] == "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     assert lines[2:] == [
-        "| torch_cnn | fast | train | 32 | 2,500 | 50.0 – 12,345 | 2.50× | 37.5 (25.0%) | 1,536 "
-        "| 1.23 | bf16 autocast, channels_last, adam_fused lr 0.0028, CUDA graph |",
-        "| keras_tensorflow | xla | train | 32 | 1,000 | 1,000 – 1,000 | 1.00× | – | 100 | 0.00 "
-        "| XLA (jit_compile=True) |",
-        "| keras_tensorflow | multistep | train | 32 | 800 | 800 – 800 | 0.80× | – | 100 | 0.00 "
-        "| compile defaults (jit_compile='auto'), steps_per_execution=16 |",
-        "| torch_cnn | parity | infer | 256 | 99.5 | 99.5 – 99.5 | – | – | 100 | 0.00 "
-        "| fp32, compile (default) |",
+        "| torch_cnn | fast | model_cifar10 | train | 32 | 2,500 | 50.0 – 12,345 | 2.50× | – "
+        "| 37.5 (25.0%) | – | 1,536 | 1.23 "
+        "| bf16 autocast, channels_last (parameters too), adam_fused lr 0.0028, CUDA graph |",
+        "| keras_tensorflow | xla | model_cifar10 | train | 32 | 1,000 | 1,000 – 1,000 | 1.00× "
+        "| – | – | – | 100 | 0.00 | XLA (jit_compile=True) |",
+        "| keras_tensorflow | multistep | model_cifar10 | train | 32 | 800 | 800 – 800 | 0.80× "
+        "| – | – | – | 100 | 0.00 | compile defaults (jit_compile='auto'), steps_per_execution=16 |",
+        "| torch_cnn | default | model_cifar10 | infer | 256 | 99.5 | 99.5 – 99.5 | – | 0.50× "
+        "| – | 2.5e-07 | 100 | 0.00 | fp32, channels_last inside the model (default) |",
+        "| onnxruntime | default | model_cifar10 | infer | 256 | 199 | 199 – 199 | – | 1.00× "
+        "| – | – | 100 | 0.00 | CPUExecutionProvider, keras |",
     ]
 
 
-def test_target_report_compares_with_kerass_best() -> None:
+def test_format_latency_table_rows() -> None:
     records = [
-        _rec("torch_cnn", "parity", "train", 32, 2000.0),
-        _rec("torch_cnn", "parity", "infer", 256, 9000.0),
+        _rec("torch_cnn", "default", "latency", 1, 4000.0, calls_per_repeat=400),
+        _rec("keras_tensorflow", "predict_on_batch", "latency", 1, 1000.0),
+        _rec("keras_tensorflow", "model(x)", "latency", 1, 100.0, settings={"call": "model(x)"}),
+        _rec("onnxruntime", "default", "latency", 1, 8000.0),
+        _rec("torch_cnn", "default", "infer", 256, 5000.0),  # not a latency row
+    ]
+    lines = report.format_latency_table(records).splitlines()
+    assert len(lines) == 2 + 4
+    assert lines[2] == (
+        "| torch_cnn | default | model_cifar10 | 250 | 250 – 250 | 0.25× | 2.00× | 400 | – | fp32 |"
+    )
+    assert lines[4].startswith("| keras_tensorflow | model(x) | model_cifar10 | 10,000 ")
+    assert "| 10.00× | 80.00× |" in lines[4]
+    assert lines[4].endswith("| model(x), compile defaults (jit_compile=None) |")
+
+
+def _targets_case() -> list[dict[str, Any]]:
+    return [
+        _rec("torch_cnn", "default", "train", 32, 2600.0),
+        _rec("torch_cnn", "default", "infer", 256, 13000.0),
+        _rec("torch_cnn", "default", "latency", 1, 4000.0),  # 250 µs
+        _rec("torch_cnn", "nchw", "infer", 256, 99999.0),  # not the default: not a target row
         _rec("torch_cnn", "fast", "train", 256, 5000.0),
         _rec("keras_tensorflow", "default", "train", 32, 1000.0),
+        _rec("keras_tensorflow", "multistep", "train", 32, 2000.0),
         _rec("keras_tensorflow", "xla", "train", 32, 800.0),
-        _rec("keras_tensorflow", "default", "train", 256, 2000.0),
-        _rec("keras_tensorflow", "default", "infer", 256, 4000.0),
+        _rec("keras_tensorflow", "default", "train", 256, 2400.0),
+        _rec("keras_tensorflow", "default", "infer", 256, 10000.0),
+        _rec("keras_tensorflow", "predict_on_batch", "latency", 1, 1000.0),  # 1,000 µs
+        _rec("onnxruntime", "default", "infer", 256, 12000.0),
+        _rec("onnxruntime", "default", "latency", 1, 10000.0),  # 100 µs
     ]
+
+
+def test_target_report_compares_with_kerass_best_and_onnxruntime() -> None:
+    records = _targets_case()
     lines = report.target_report(records, 32)
-    assert len(lines) == 3  # no GPU epoch line on the CPU
-    assert "**2.00×** (target ≥ 2×): met" in lines[0]
-    assert "**2.25×** (target ≥ 3×): NOT met" in lines[1]
-    assert "5,000 / 2,000 img/s = **2.50×** (target ≥ 3×): NOT met" in lines[2]
-    assert "| 0.80× |" in report.format_table(records)  # xla's row against Keras's best at 32
+    assert len(lines) == 6  # no GPU epoch line on the CPU
+    assert "13,000 / 10,000 img/s = **1.30×** (target ≥ 1.3×): met" in lines[0]
+    assert "13,000 / 12,000 img/s = **1.08×** (target ≥ 1.1×): NOT met" in lines[1]
+    assert "250 / 1,000 µs = **0.25×** (target ≤ 0.5×): met" in lines[2]
+    assert "250 / 100 µs = **2.50×** (target ≤ 1×): NOT met" in lines[3]
+    # Keras's best fit at batch 32 is multistep's 2,000 (steps_per_execution included).
+    assert "2,600 / 2,000 img/s = **1.30×** (target ≥ 1.3×): met" in lines[4]
+    assert "5,000 / 2,400 img/s = **2.08×** (target ≥ 2×): met for speed" in lines[5]
+    assert "| 0.40× |" in report.format_table(records)  # xla's row against Keras's best at 32
 
 
-def test_a_missed_target_says_what_arithmetic_rate_it_needs() -> None:
+def test_a_missed_target_says_how_close_to_the_limit_the_row_is() -> None:
     records = [
-        _rec("torch_cnn", "parity", "train", 32, 1500.0),
-        _rec("keras_tensorflow", "default", "train", 32, 1000.0, gflop_per_s=100.0),
+        _rec("torch_cnn", "default", "infer", 256, 10000.0, gflop_per_s=100.0),
+        _rec("keras_tensorflow", "default", "infer", 256, 10000.0, gflop_per_s=100.0),
+        _rec("torch_cnn", "default", "latency", 1, 2000.0, gflop_per_s=20.0),
+        _rec("onnxruntime", "default", "latency", 1, 10000.0, gflop_per_s=100.0),
     ]
-    # 2× Keras's 100 GFLOP/s is 200 GFLOP/s: more than a 150 GFLOP/s matmul, within 250.
-    short = report.target_report(records, 32, gemm={"fp32": 150.0, "bf16": 600.0})[0]
-    assert short.endswith(
-        "**1.50×** (target ≥ 2×): NOT met; it needs 200 GFLOP/s, more than the 150 GFLOP/s "
-        "of the best fp32 matmul on this machine"
+    # 1.3× Keras's 100 GFLOP/s is 130 GFLOP/s: more than a 120 GFLOP/s matmul, within 150.
+    short = report.target_report(records, 32, gemm={"fp32": 120.0, "bf16": 600.0})
+    assert short[0].endswith(
+        "**1.00×** (target ≥ 1.3×): NOT met; the row runs at 100 GFLOP/s (83% of the best fp32 "
+        "matmul here, 120 GFLOP/s); the target needs 130 GFLOP/s, more than it"
     )
-    within = report.target_report(records, 32, gemm={"fp32": 250.0, "bf16": 600.0})[0]
-    assert within.endswith(
-        "it needs 200 GFLOP/s, within the 250 GFLOP/s of the best fp32 matmul on this machine"
+    within = report.target_report(records, 32, gemm={"fp32": 150.0, "bf16": 600.0})[0]
+    assert within.endswith("the target needs 130 GFLOP/s, within it")
+    # Latency: 500 µs against 100 µs; ≤ 1× needs the 100 µs call, 100 GFLOP/s.
+    assert short[3].endswith(
+        "500 / 100 µs = **5.00×** (target ≤ 1×): NOT met; the row runs at 20.0 GFLOP/s (17% of "
+        "the best fp32 matmul here, 120 GFLOP/s); the target needs 100 GFLOP/s, within it"
     )
     assert report.target_report(records, 32)[0].endswith("NOT met")  # without a measured matmul
+
+
+def test_the_compiled_switch_is_held_to_the_inference_targets() -> None:
+    records = [*_targets_case(), _rec("torch_cnn", "compiled", "infer", 256, 14000.0)]
+    assert report.compiled_lines(records, "model_cifar10") == [
+        "- compiled (opt-in torch.compile, float32) inference vs Keras-TF predict: 14,000 / "
+        "10,000 img/s = **1.40×** (target ≥ 1.3×): met",
+        "- compiled (opt-in torch.compile, float32) inference vs onnxruntime: 14,000 / 12,000 "
+        "img/s = **1.17×** (target ≥ 1.1×): met",
+    ]
+    assert report.compiled_lines(_targets_case(), "model_cifar10") == []  # not measured
+
+
+def test_converted_models_are_reported_against_keras_and_onnxruntime() -> None:
+    records = [
+        *_targets_case(),
+        _rec("torch_cnn", "default", "infer", 256, 3000.0, model="resnet_bn"),
+        _rec("keras_tensorflow", "default", "infer", 256, 2000.0, model="resnet_bn"),
+        _rec("onnxruntime", "default", "infer", 256, 4000.0, model="resnet_bn"),
+        _rec("torch_cnn", "default", "latency", 1, 1000.0, model="resnet_bn"),
+        _rec("onnxruntime", "default", "latency", 1, 5000.0, model="resnet_bn"),
+    ]
+    assert report.converted_lines(records, "model_cifar10") == [
+        "- resnet_bn (converted with from_keras): inference 1.50× Keras-TF, inference 0.75× "
+        "onnxruntime, batch-1 latency 5.00× onnxruntime's"
+    ]
+    # The main model's targets are not confused by the other model's rows.
+    assert report.target_report(records, 32, model="model_cifar10") == report.target_report(
+        _targets_case(), 32
+    )
 
 
 def test_gpu_epoch_target() -> None:
     keras = _rec("keras_tensorflow", "default", "train", 32, 1000.0)
     epoch = _rec("torch_cnn", "fast", "train", 500, 1_000_000.0, device="cuda")
     epoch["images_per_repeat"] = 50_000
-    line = report.target_report([keras, epoch], 32)[3]
+    line = report.target_report([keras, epoch], 32)[6]
     assert line == (
         "- fast train, one 50,000-image epoch on the GPU: **50.0 ms** "
         "(measured epochs of 50,000 images; target ≤ 50 ms): met"
     )
     slower = {**epoch, "images_per_s": 800_000.0, "images_per_repeat": 4500}
-    assert report.target_report([keras, slower], 32)[3].endswith(
+    assert report.target_report([keras, slower], 32)[6].endswith(
         "**62.5 ms** (from repeats of 4,500 images; target ≤ 50 ms): NOT met"
     )
     lost = {"fast_settings": {"batch_size": 500}, "difference_points": -3.0}
-    assert report.target_report([keras, epoch], 32, lost)[3].endswith("NOT met (accuracy)")
+    assert report.target_report([keras, epoch], 32, lost)[6].endswith("NOT met (accuracy)")
 
 
 def test_fast_target_needs_the_accuracy_check() -> None:
@@ -613,18 +905,18 @@ def test_fast_target_needs_the_accuracy_check() -> None:
         _rec("torch_cnn", "fast", "train", 256, 9000.0),
         _rec("keras_tensorflow", "default", "train", 32, 1000.0),
     ]
-    unchecked = report.target_report(records, 32)[2]
-    assert "**9.00×** (target ≥ 3×): met for speed; accuracy not checked" in unchecked
+    unchecked = report.target_report(records, 32)[5]
+    assert "**9.00×** (target ≥ 2×): met for speed; accuracy not checked" in unchecked
     checked = {"fast_settings": {"batch_size": 256}}
-    held = report.target_report(records, 32, {**checked, "difference_points": -1.5})[2]
+    held = report.target_report(records, 32, {**checked, "difference_points": -1.5})[5]
     assert held.endswith("met, accuracy -1.50 points")
-    lost = report.target_report(records, 32, {**checked, "difference_points": -2.5})[2]
+    lost = report.target_report(records, 32, {**checked, "difference_points": -2.5})[5]
     assert lost.endswith("NOT met: accuracy -2.50 points")
     # The speed claimed is the checked recipe's (its batch), not another row's.
     other = report.target_report(
         records, 32, {"fast_settings": {"batch_size": 32}, "difference_points": 0}
     )
-    assert other[2].startswith("- fast train (batch ?)") and other[2].endswith("not measured")
+    assert other[5].startswith("- fast train (batch ?)") and other[5].endswith("not measured")
 
 
 def test_accuracy_summary_and_lines_on_known_numbers() -> None:
@@ -635,7 +927,7 @@ def test_accuracy_summary_and_lines_on_known_numbers() -> None:
     assert accuracy.summarize([0.42], [1.0])["sd"] == 0.0
     assert accuracy.difference_points(parity, fast) == pytest.approx(-4.0)
     result = {
-        "parity": parity,
+        "default": parity,
         "fast": fast,
         "difference_points": accuracy.difference_points(parity, fast),
         "num_test": 1017,
@@ -649,9 +941,9 @@ def test_accuracy_summary_and_lines_on_known_numbers() -> None:
         "",
         "Accuracy (test split, 1,017 images; 10 epochs on 5,085 training images from `/data`; "
         "seeds 0, 1, 2; mean ± sd):",
-        "- parity (fit defaults, batch 32): 60.00 ± 10.00% (3.0 s per run)",
-        "- fast (batch 32, fp32, channels_last): 56.00 ± 1.00% (1.0 s per run)",
-        "- fast − parity: **-4.00 points** (target: within 2 points below): NOT met",
+        "- default (fit's defaults, batch 32): 60.00 ± 10.00% (3.0 s per run)",
+        "- fast (batch 32, fp32, channels_last (parameters too)): 56.00 ± 1.00% (1.0 s per run)",
+        "- fast − default: **-4.00 points** (target: within 2 points below): NOT met",
     ]
     assert report.accuracy_holds({"difference_points": -2.0})
     assert not report.accuracy_holds({"difference_points": -2.01})
@@ -659,7 +951,7 @@ def test_accuracy_summary_and_lines_on_known_numbers() -> None:
 
 @pytest.mark.data
 def test_accuracy_check_reports_what_fit_and_evaluate_give(cifar10_dir: Path) -> None:
-    """Parity mode's number is ``fit``'s defaults then ``evaluate``, run independently here."""
+    """The default mode's number is ``fit``'s defaults then ``evaluate``, run independently."""
     full = data.load_cifar10(cifar10_dir)
     # The first 640 training and 256 test images: the check's code paths, in seconds.
     ds = data.Cifar10(
@@ -671,7 +963,7 @@ def test_accuracy_check_reports_what_fit_and_evaluate_give(cifar10_dir: Path) ->
     result = accuracy.accuracy_check(config, cifar10_dir, dataset=ds, seeds=(0,), epochs=1)
     model = seeded_model("model_cnn", 0)
     fit(model, ds.train, epochs=1, seed=0, device=CPU, progress=False)
-    assert result["parity"]["test_accuracy"] == [evaluate(model, ds.test).accuracy]
+    assert result["default"]["test_accuracy"] == [evaluate(model, ds.test).accuracy]
     assert (result["num_train"], result["num_test"], result["seeds"]) == (640, 256, [0])
     assert result["fast_settings"]["batch_size"] == config.small_batch  # the recipe's, on the CPU
     assert len(result["fast"]["test_accuracy"]) == 1

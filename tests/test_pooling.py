@@ -1,4 +1,5 @@
-"""torch_cnn.layers.MaxPool2d: F.max_pool2d's values (and gradients), bit for bit, only faster."""
+"""torch_cnn.layers.MaxPool2d: F.max_pool2d's values (and gradients), bit for bit, only faster, in
+NCHW and channels_last."""
 
 from __future__ import annotations
 
@@ -82,10 +83,40 @@ def test_nan_propagates_like_max_pool2d() -> None:
     assert max_pool2d(x, 2).isnan().sum() == 1
 
 
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_channels_last_strided_maximum_keeps_the_layout(k: int) -> None:
+    """Inference on a channels_last map (the layout float32 models compute in by default):
+    the strided maximum, bit for bit F.max_pool2d (NaN included), its output channels_last
+    as F.max_pool2d's is."""
+    x = _tied((3, 32, 13, 15), torch.float32, seed=k).contiguous(memory_format=torch.channels_last)
+    x[0, 1, 2, 3] = float("nan")
+    with torch.no_grad():
+        got, want = max_pool2d(x, k), F.max_pool2d(x, k)
+    assert torch.equal(got.isnan(), want.isnan())
+    assert torch.equal(got.nan_to_num(), want.nan_to_num())
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    assert got.data_ptr() != x.data_ptr()  # a new tensor, even for a 1×1 window
+
+
+def test_compiled_pooling_leaves_the_maximum_to_inductor() -> None:
+    """Under torch.compile the strided maximum's ``out=`` on a channels_last tensor would break
+    the graph: MaxPool2d hands the window to F.max_pool2d there (one graph, same values)."""
+    import torch._dynamo as dynamo
+
+    pool = MaxPool2d(2)
+    x = torch.rand(2, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        explained = dynamo.explain(pool)(x)
+    assert (explained.graph_count, explained.graph_break_count) == (1, 0)
+
+
 def test_other_layouts_and_settings_fall_back() -> None:
     x = torch.randn(2, 3, 8, 8)
     cl = x.contiguous(memory_format=torch.channels_last)
     assert torch.equal(max_pool2d(cl, 2), F.max_pool2d(cl, 2))
+    strided = torch.randn(2, 3, 8, 16)[..., ::2]  # neither NCHW- nor channels_last-dense
+    with torch.no_grad():
+        assert torch.equal(max_pool2d(strided, 2), F.max_pool2d(strided, 2))
     overlapping = MaxPool2d(3, stride=2)
     assert torch.equal(overlapping(x), F.max_pool2d(x, 3, stride=2))
     with_indices = MaxPool2d(2, return_indices=True)

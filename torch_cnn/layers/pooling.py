@@ -8,13 +8,16 @@ the global poolings. ``MaxPool2d`` is Keras's plain ``MaxPooling2D`` (pool = str
 On the CPU, torch's ``max_pool2d`` over a contiguous NCHW tensor is slow: with torch 2.13
 on a 2-core CPU it took 25 ms for a (256, 32, 30, 30) batch, 36% of ``model_cifar10``'s
 inference, where the elementwise maximum of the window's k² strided views takes 2.7 ms.
-Without autograd (inference, evaluation) ``MaxPool2d`` computes that maximum for
-non-overlapping windows (kernel = stride, no padding, no dilation, floor mode): the values
-of ``F.max_pool2d``, bit for bit, and NaN wherever it has NaN (a window holding NaNs of
-both signs may give the other sign). When a gradient is needed it calls
-``F.max_pool2d``, whose indices make the backward pass cheap (a hand-written backward of
-the strided maximum cost more than it saved). Anything else (overlapping windows, CUDA,
-channels_last, all fast already) goes to ``F.max_pool2d`` too.
+Over a channels_last tensor (the layout float32 models compute in by default) torch's own
+is fast, 2.8 ms for the same batch, and the strided maximum faster still (1.9 ms). So
+without autograd (inference, evaluation) ``MaxPool2d`` computes that maximum for
+non-overlapping windows (kernel = stride, no padding, no dilation, floor mode) in either
+layout, the output in the input's layout: the values of ``F.max_pool2d``, bit for bit, and
+NaN wherever it has NaN (a window holding NaNs of both signs may give the other sign).
+When a gradient is needed it calls ``F.max_pool2d``, whose indices make the backward pass
+cheap (a hand-written backward of the strided maximum cost more than it saved; in
+channels_last the pooling with indices is itself fast). Anything else (overlapping
+windows, CUDA, other strides) goes to ``F.max_pool2d`` too.
 """
 
 from __future__ import annotations
@@ -33,12 +36,16 @@ def _windows(x: torch.Tensor, k: int) -> list[torch.Tensor]:
 
 
 def _strided_max_pays(x: torch.Tensor) -> bool:
-    """Whether the strided maximum beats ``F.max_pool2d`` on ``x``: inference on the CPU, NCHW."""
+    """Whether the strided maximum beats ``F.max_pool2d`` on ``x``: inference on the CPU, on a
+    dense NCHW or channels_last tensor."""
     return (
         not (x.requires_grad and torch.is_grad_enabled())  # training: torch's, with indices
+        # Compiled (torch.compile): Inductor fuses F.max_pool2d itself, and an ``out=`` in
+        # channels_last would break the graph.
+        and not torch.compiler.is_compiling()
         and x.device.type == "cpu"
         and x.dim() == 4
-        and x.is_contiguous()  # NCHW; channels_last is fast in torch already
+        and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
         and x.is_floating_point()
     )
 
@@ -54,8 +61,10 @@ def max_pool2d(x: torch.Tensor, kernel_size: int) -> torch.Tensor:
     if not (_strided_max_pays(x) and min(x.shape[-2:]) >= kernel_size):
         return F.max_pool2d(x, kernel_size)
     views = _windows(x, kernel_size)
-    out = views[0].contiguous()
-    for v in views[1:]:
+    if len(views) == 1:  # a 1×1 window: the input itself, as a new tensor in its layout
+        return views[0].clone()
+    out = torch.maximum(views[0], views[1])  # a new tensor in x's layout (NCHW or NHWC)
+    for v in views[2:]:
         torch.maximum(out, v, out=out)  # NaN propagates, as in max_pool2d
     return out
 
