@@ -41,8 +41,10 @@ def _strided_max_pays(x: torch.Tensor) -> bool:
     return (
         not (x.requires_grad and torch.is_grad_enabled())  # training: torch's, with indices
         # Compiled (torch.compile): Inductor fuses F.max_pool2d itself, and an ``out=`` in
-        # channels_last would break the graph.
+        # channels_last would break the graph. Traced (torch.jit.trace): one op, the same
+        # whether the trace runs with gradients or not (its check runs without).
         and not torch.compiler.is_compiling()
+        and not torch.jit.is_tracing()
         and x.device.type == "cpu"
         and x.dim() == 4
         and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
