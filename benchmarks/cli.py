@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -34,7 +35,8 @@ from torch_cnn import data
 from torch_cnn.registry import list_models
 from torch_cnn.train import KERAS_FIT_BATCH_SIZE, seeded_model
 
-DESCRIPTION = (benchmarks.__doc__ or "").split("\n\n")[0]
+# The package docstring's first paragraph, without its reStructuredText markup.
+DESCRIPTION = (benchmarks.__doc__ or "").split("\n\n")[0].replace("``", "")
 PROFILE_STEPS = 20
 PROFILE_CALLS = {"infer": 10, "latency": 200}
 QUICK_LATENCY_CALLS = 5
@@ -53,6 +55,41 @@ def _csv(choices: Sequence[str]) -> Callable[[str], tuple[str, ...]]:
     return parse
 
 
+def positive_int(text: str) -> int:
+    """An integer ≥ 1 (batch sizes, counts), refused at parse time otherwise."""
+    value = non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 1; received {text!r}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer; received {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer of at least 0; received {text!r}")
+    return value
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """``--json`` and ``--readme`` writable before minutes of timing (not after)."""
+    for flag, path in (("--json", args.json), ("--readme", args.readme)):
+        if not path:
+            continue
+        p = Path(path)
+        if p.is_dir():
+            raise SystemExit(f"torch-cnn bench: error: {flag} {p} is a directory")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise SystemExit(
+                f"torch-cnn bench: error: {flag} {p}: {parent} is not a writable directory"
+            )
+        if flag == "--readme" and not p.is_file():
+            raise SystemExit(f"torch-cnn bench: error: --readme {p} does not exist")
+
+
 def _overrides(text: str) -> dict[str, Any]:
     """``parse_overrides`` for argparse: its message, not argparse's 'invalid value'."""
     try:
@@ -63,7 +100,10 @@ def _overrides(text: str) -> dict[str, Any]:
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Every option of ``torch-cnn bench`` on ``p``."""
-    p.add_argument("--model", default="model_cifar10", choices=list_models())
+    p.add_argument(
+        "--model", default="model_cifar10", choices=list_models(),
+        help="the seed model timed (default %(default)s)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", choices=DEVICES, help="default %(default)s")
     p.add_argument(
         "--json",
@@ -79,24 +119,34 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "are skipped with a note when not installed)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=KERAS_FIT_BATCH_SIZE, help="small batch (%(default)s)"
+        "--batch-size",
+        type=positive_int,
+        default=KERAS_FIT_BATCH_SIZE,
+        help="small batch (%(default)s)",
     )
     p.add_argument(
         "--large-batch",
-        type=int,
+        type=positive_int,
         help=", ".join(f"{b} on {d}" for d, b in LARGE_BATCH.items()) + " by default",
     )
     p.add_argument(
         "--images",
-        type=int,
+        type=positive_int,
         help="images per repeat: "
         + ", ".join(f"{n:,} on {d}" for d, n in IMAGES_PER_REPEAT.items())
         + " by default",
     )
-    p.add_argument("--repeats", type=int, default=REPEATS, help="default %(default)s")
-    p.add_argument("--warmup-steps", type=int, default=WARMUP_STEPS, help="default %(default)s")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: torch's, one per core)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--repeats", type=positive_int, default=REPEATS, help="default %(default)s")
+    p.add_argument(
+        "--warmup-steps", type=non_negative_int, default=WARMUP_STEPS, help="default %(default)s"
+    )
+    p.add_argument(
+        "--threads", type=positive_int, help="intra-op threads (default: torch's, one per core)"
+    )
+    p.add_argument(
+        "--seed", type=non_negative_int, default=0,
+        help="seed of the weights and inputs every framework shares (default %(default)s)",
+    )  # fmt: skip
     p.add_argument(
         "--fast",
         type=_overrides,
@@ -115,7 +165,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help=f"also train {ACCURACY_EPOCHS} epochs on CIFAR-10 in parity and fast mode "
         f"(seeds {ACCURACY_SEEDS}; minutes) and compare test accuracy",
     )
-    p.add_argument("--accuracy-seeds", type=int, default=len(ACCURACY_SEEDS), metavar="N")
+    p.add_argument(
+        "--accuracy-seeds", type=positive_int, default=len(ACCURACY_SEEDS), metavar="N",
+        help="with --accuracy: how many seeds each mode trains (default %(default)s)",
+    )  # fmt: skip
     p.add_argument(
         "--data-dir",
         help="CIFAR-10 python-batch directory (default: CIFAR10_DIR): the accuracy check's data "
@@ -220,6 +273,15 @@ def _write_json(
 def cmd_bench(args: argparse.Namespace) -> int:
     """Run the benchmark, print the markdown report, write ``--json`` and ``--readme``."""
     config = config_from_args(args)
+    _check_outputs(args)
+    threads = torch.get_num_threads()
+    try:
+        return _bench(args, config)
+    finally:
+        torch.set_num_threads(threads)  # a command run in process leaves no global setting
+
+
+def _bench(args: argparse.Namespace, config: RunConfig) -> int:
     if config.threads:  # before machine(), which measures the matmul peak with them
         torch.set_num_threads(config.threads)
     argv = getattr(args, "argv", None)
@@ -260,6 +322,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print(f"wrote the report into {args.readme}", file=sys.stderr)
     if args.json:
         _write_json(args.json, records, info, command, accuracy)
+    failed = [n for n in notes if "failed" in n.lower()]
+    if failed:  # a row that could not be measured is a failure, not a footnote
+        print(
+            f"torch-cnn bench: {len(failed)} path(s) failed: {'; '.join(failed)}", file=sys.stderr
+        )
+        return 1
     return 0
 
 

@@ -1024,3 +1024,58 @@ def test_a_benchmark_that_fails_to_load_is_not_called_missing(
     monkeypatch.setitem(sys.modules, "benchmarks.runner", None)  # a broken dependency inside
     with pytest.raises(ModuleNotFoundError, match=r"benchmarks\.runner"):
         torch_cnn_cli.build_parser()
+
+
+# ---------------------------------------------------------------------------------------------
+# The command's checks (issue 16: numbers and paths before minutes of timing; failed rows fail)
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["--repeats", "0"], ["--images", "-5"], ["--batch-size", "0"], ["--threads", "x"],
+     ["--warmup-steps", "-1"], ["--accuracy-seeds", "0"]],
+)  # fmt: skip
+def test_bad_numbers_are_refused_before_any_work(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        torch_cnn_cli.build_parser().parse_args(["bench", *argv])
+    assert info.value.code == 2
+
+
+def test_outputs_are_checked_before_any_timing(tmp_path: Path) -> None:
+    from benchmarks.cli import cmd_bench
+
+    parser = torch_cnn_cli.build_parser()
+    for argv, match in (
+        (["--json", str(tmp_path / "missing" / "x.json")], "not a writable directory"),
+        (["--json", str(tmp_path)], "is a directory"),
+        (["--readme", str(tmp_path / "README.md")], "does not exist"),
+    ):
+        with pytest.raises(SystemExit, match=match):
+            cmd_bench(parser.parse_args(["bench", "--quick", *argv]))
+
+
+def test_the_help_shows_no_markup() -> None:
+    from benchmarks.cli import DESCRIPTION
+
+    assert "``" not in DESCRIPTION and "torch-cnn bench" in DESCRIPTION
+
+
+def test_a_failed_row_makes_the_command_fail(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A row that could not be measured ends the command with status 1 (it printed and exited
+    0 before), and the thread count the command set is put back."""
+    from benchmarks import cli
+
+    threads = torch.get_num_threads()
+
+    def failing_run(config: Any, *args: Any, **kwargs: Any) -> Any:
+        return [], ["torch_cnn model_cnn default infer batch 256: failed: RuntimeError('x')"], None
+
+    monkeypatch.setattr(cli, "run", failing_run)
+    monkeypatch.setattr(cli, "format_report", lambda *a, **k: "report\n")
+    argv = ["bench", "--quick", "--model", "model_cnn", "--frameworks", "torch_cnn",
+            "--converted", "", "--threads", "1"]  # fmt: skip
+    assert cli.cmd_bench(torch_cnn_cli.build_parser().parse_args(argv)) == 1
+    assert "1 path(s) failed" in capsys.readouterr().err
+    assert torch.get_num_threads() == threads

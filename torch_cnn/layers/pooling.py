@@ -44,7 +44,7 @@ def _strided_max_pays(x: torch.Tensor) -> bool:
         # channels_last would break the graph. Traced (torch.jit.trace): one op, the same
         # whether the trace runs with gradients or not (its check runs without).
         and not torch.compiler.is_compiling()
-        and not torch.jit.is_tracing()
+        and not torch.jit.is_tracing()  # type: ignore[attr-defined, no-untyped-call]
         and x.device.type == "cpu"
         and x.dim() == 4
         and (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last))
