@@ -99,7 +99,8 @@ def _overrides(text: str) -> dict[str, Any]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Every option of ``torch-cnn bench`` on ``p``."""
+    """Every option of ``torch-cnn bench`` on ``p``: what is timed here, the rest in
+    ``_add_mode_arguments``."""
     p.add_argument(
         "--model", default="model_cifar10", choices=list_models(),
         help="the seed model timed (default %(default)s)",
@@ -147,6 +148,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--seed", type=non_negative_int, default=0,
         help="seed of the weights and inputs every framework shares (default %(default)s)",
     )  # fmt: skip
+    _add_mode_arguments(p)
+
+
+def _add_mode_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of ``torch-cnn bench`` that choose the modes, checks and reports."""
     p.add_argument(
         "--fast",
         type=_overrides,
