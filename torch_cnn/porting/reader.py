@@ -1,9 +1,9 @@
 """Every Keras file, read without Keras, as plain data (``read``); also the child-process reader.
 
 Only the standard library, NumPy and h5py run here (with ``reader_limits``, ``reader_h5``,
-``reader_zip`` and the pure config helpers of ``keras_config``): never torch, so
-``torch_cnn.porting.isolate`` runs this file by path in a child process that starts in
-a fraction of a second. The format is told by content, never by name:
+``reader_zip``, the pure config helpers of ``keras_config`` and ``torch_cnn._safe_pickle``):
+never torch, so ``torch_cnn.porting.isolate`` runs this file by path in a child process
+that starts in a fraction of a second. The format is told by content, never by name:
 
 ============================  ==========================================================
 ``keras``, ``keras-dir``      a ``.keras`` zip, or the directory ``save_model(...,
