@@ -243,8 +243,13 @@ def single_input(call: KerasCall, inputs: Sequence[TensorSpec]) -> TensorSpec:
     return inputs[0]
 
 
-def require_map(call: KerasCall, spec: TensorSpec) -> tuple[int | None, int | None, int]:
-    """``(H, W, C)`` of an image-map input with a known channel count."""
+def single_map(
+    call: KerasCall, inputs: Sequence[TensorSpec]
+) -> tuple[TensorSpec, int | None, int | None, int]:
+    """The one channels-last image map a layer takes, with a known channel count:
+    ``(spec, H, W, C)``; a ``ConversionError`` otherwise."""
+    channels_last(call)
+    spec = single_input(call, inputs)
     if not spec.is_map or spec.shape[2] is None:
         raise call.error(
             f"expects an image map (batch, height, width, channels) with known channels; "
@@ -252,7 +257,7 @@ def require_map(call: KerasCall, spec: TensorSpec) -> tuple[int | None, int | No
         )
     h, w, c = spec.shape
     assert c is not None
-    return h, w, c
+    return spec, h, w, c
 
 
 def channels_last(call: KerasCall) -> None:

@@ -19,11 +19,9 @@ from torch_cnn.convert.registry import (
     BuildContext,
     Converted,
     KerasCall,
-    channels_last,
     pair,
     register_keras_layer,
-    require_map,
-    single_input,
+    single_map,
 )
 from torch_cnn.layers.conv import (
     SeparableConv2d,
@@ -177,9 +175,7 @@ def conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext) -> 
 
     Kernel ``(kh, kw, in / groups, filters)`` → weight ``(filters, in / groups, kh, kw)``.
     """
-    channels_last(call)
-    spec = single_input(call, inputs)
-    _, _, c = require_map(call, spec)
+    spec, _, _, c = single_map(call, inputs)
     filters = _positive(call, "filters")
     kernel = _positive_pair(call, "kernel_size", None)
     strides = _positive_pair(call, "strides", 1)
@@ -241,9 +237,7 @@ def depthwise_conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     dilated stride-1 conv, subsampled, on TF-'same'-padded input, which is what torch's
     strided dilated conv computes.
     """
-    channels_last(call)
-    spec = single_input(call, inputs)
-    _, _, c = require_map(call, spec)
+    spec, _, _, c = single_map(call, inputs)
     mult = _positive(call, "depth_multiplier", 1)
     kernel = _positive_pair(call, "kernel_size", None)
     strides = _positive_pair(call, "strides", 1)
@@ -267,9 +261,7 @@ def separable_conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     Variables in Keras's order: depthwise_kernel ``(kh, kw, in, mult)``, pointwise_kernel
     ``(1, 1, in * mult, filters)``, bias ``(filters,)``.
     """
-    channels_last(call)
-    spec = single_input(call, inputs)
-    _, _, c = require_map(call, spec)
+    spec, _, _, c = single_map(call, inputs)
     filters = _positive(call, "filters")
     mult = _positive(call, "depth_multiplier", 1)
     kernel = _positive_pair(call, "kernel_size", None)
@@ -320,9 +312,7 @@ def conv2d_transpose(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     """``keras.layers.Conv2DTranspose`` → ``nn.ConvTranspose2d`` (TensorFlow's output size and
     placement; ``ConvTranspose2dSame`` where TF crops one pixel more at the end).
     """
-    channels_last(call)
-    spec = single_input(call, inputs)
-    h, w, c = require_map(call, spec)
+    _, h, w, c = single_map(call, inputs)
     filters = _positive(call, "filters")
     kernel = _positive_pair(call, "kernel_size", None)
     strides = _positive_pair(call, "strides", 1)
