@@ -42,6 +42,7 @@ from torch_cnn.cli.args import (
     FAILURE_STATUS,
     KERAS_MODEL_SUFFIXES,
     CliError,
+    add_data_dir,
     add_device,
     command,
     existing,
@@ -389,12 +390,7 @@ def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "and keep training",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="the run directory to write")
-    p.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="CIFAR-10 python-batch directory (default: CIFAR10_DIR, else the cache, "
-        "downloaded there if missing)",
-    )
+    add_data_dir(p, "CIFAR10_DIR, else the cache, downloaded there if missing")
     _add_recipe(p)
 
 
@@ -463,11 +459,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="FILE",
         help=f"a .safetensors file or a training run's {CHECKPOINT_NAME}",
     )
-    p.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="CIFAR-10 python-batch directory (default: CIFAR10_DIR, else the cache)",
-    )
+    add_data_dir(p, "CIFAR10_DIR, else the cache")
     add_device(p)
     p.add_argument(
         "--batch-size",
