@@ -14,17 +14,6 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "DEFAULT_LIMITS",
-    "PickleLimitError",
-    "PickleLimits",
-    "RefusedGlobalError",
-    "SafePickleError",
-    "StandIn",
-    "check_nesting",
-    "describe",
-]
-
 
 class SafePickleError(ValueError):
     """The data is not a pickle of plain data that this reader rebuilds (truncated, corrupt, hostile)."""
