@@ -7,12 +7,11 @@ cells inside the image only). Output shapes follow ``compute_pooling_output_shap
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from torch import nn
 
-from torch_cnn.convert.builtin.conv import padding_mode
+from torch_cnn.convert.builtin.conv import conv_output_size, padding_mode
 from torch_cnn.convert.registry import (
     BuildContext,
     Converted,
@@ -29,14 +28,10 @@ def _pool_output(
     call: KerasCall, spec: TensorSpec, pool: tuple[int, int], strides: tuple[int, int], padding: str
 ) -> TensorSpec:
     h, w, c = spec.shape
-    out: list[int | None] = []
-    for n, k, s in zip((h, w), pool, strides, strict=True):
-        if n is None:
-            out.append(None)
-        elif padding == "same":
-            out.append(math.ceil(n / s))
-        else:
-            out.append((n - k) // s + 1)
+    # compute_pooling_output_shape: a conv's sizes at dilation 1
+    out = [
+        conv_output_size(n, k, s, padding, 1) for n, k, s in zip((h, w), pool, strides, strict=True)
+    ]
     if any(o is not None and o < 1 for o in out):
         raise call.error(
             f"pool_size={list(pool)} with strides={list(strides)} and padding='valid' leaves "
