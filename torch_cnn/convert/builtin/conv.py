@@ -88,6 +88,14 @@ def _positive_pair(call: KerasCall, key: str, default: Any) -> tuple[int, int]:
     return value
 
 
+def _window(call: KerasCall) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], str]:
+    """A convolution's ``kernel_size``, ``strides``, ``dilation_rate`` and ``padding``."""
+    kernel = _positive_pair(call, "kernel_size", None)
+    strides = _positive_pair(call, "strides", 1)
+    dilation = _positive_pair(call, "dilation_rate", 1)
+    return kernel, strides, dilation, padding_mode(call)
+
+
 def _use_bias(call: KerasCall) -> bool:
     value = call.config.get("use_bias", True)
     if not isinstance(value, bool):
@@ -177,11 +185,8 @@ def conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext) -> 
     """
     spec, _, _, c = single_map(call, inputs)
     filters = _positive(call, "filters")
-    kernel = _positive_pair(call, "kernel_size", None)
-    strides = _positive_pair(call, "strides", 1)
-    dilation = _positive_pair(call, "dilation_rate", 1)
+    kernel, strides, dilation, padding = _window(call)
     groups = _positive(call, "groups", 1)
-    padding = padding_mode(call)
     _refuse_stride_and_dilation(call, strides, dilation)
     if filters % groups or c % groups:
         raise call.error(
@@ -239,10 +244,7 @@ def depthwise_conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     """
     spec, _, _, c = single_map(call, inputs)
     mult = _positive(call, "depth_multiplier", 1)
-    kernel = _positive_pair(call, "kernel_size", None)
-    strides = _positive_pair(call, "strides", 1)
-    dilation = _positive_pair(call, "dilation_rate", 1)
-    padding = padding_mode(call)
+    kernel, strides, dilation, padding = _window(call)
     use_bias = _use_bias(call)
     module = create_conv2d(
         c, c * mult, kernel, strides, padding, dilation, use_bias, groups=c, **ctx.factory
@@ -264,10 +266,7 @@ def separable_conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     spec, _, _, c = single_map(call, inputs)
     filters = _positive(call, "filters")
     mult = _positive(call, "depth_multiplier", 1)
-    kernel = _positive_pair(call, "kernel_size", None)
-    strides = _positive_pair(call, "strides", 1)
-    dilation = _positive_pair(call, "dilation_rate", 1)
-    padding = padding_mode(call)
+    kernel, strides, dilation, padding = _window(call)
     use_bias = _use_bias(call)
     module = SeparableConv2d(
         c, filters, kernel, strides, padding, dilation, mult, use_bias, **ctx.factory
@@ -314,10 +313,7 @@ def conv2d_transpose(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     """
     _, h, w, c = single_map(call, inputs)
     filters = _positive(call, "filters")
-    kernel = _positive_pair(call, "kernel_size", None)
-    strides = _positive_pair(call, "strides", 1)
-    dilation = _positive_pair(call, "dilation_rate", 1)
-    padding = padding_mode(call)
+    kernel, strides, dilation, padding = _window(call)
     _refuse_stride_and_dilation(call, strides, dilation)
     output_padding = _output_padding(call, strides)
     ops: tuple[int | None, int | None] = output_padding or (None, None)
