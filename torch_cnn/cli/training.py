@@ -26,7 +26,6 @@ call, so their validation set is not known. Like the usual Keras CIFAR-10 recipe
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from dataclasses import dataclass
@@ -207,10 +206,6 @@ def _fit(
         augment=args.augment, checkpoint_dir=Path(args.out), resume=args.resume,
         class_names=classes,
     )  # fmt: skip
-
-
-def _finite_or_none(values: list[float]) -> list[float | None]:
-    return [v if math.isfinite(v) else None for v in values]
 
 
 def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
