@@ -209,19 +209,6 @@ def get_converter(call: KerasCall) -> LayerConverter:
     return found
 
 
-def config_get(call: KerasCall, key: str, default: Any) -> Any:
-    """``call.config[key]``, or Keras's default for it where the file omits the key."""
-    return call.config.get(key, default)
-
-
-def expect(call: KerasCall, key: str, allowed: Sequence[Any], default: Any) -> Any:
-    """A config value that must be one of ``allowed`` (Keras's default where absent)."""
-    value = call.config.get(key, default)
-    if value not in allowed:
-        raise call.error(f"{key}={value!r} is not supported; expected one of {list(allowed)}")
-    return value
-
-
 def pair(call: KerasCall, key: str, default: Any) -> tuple[int, int]:
     """An int-or-pair config entry (``kernel_size``, ``strides``) as a pair of ints."""
     value = call.config.get(key, default)
@@ -267,6 +254,3 @@ def channels_last(call: KerasCall) -> None:
         raise call.error(
             f"data_format={fmt!r} is not supported; torch_cnn converts channels_last models"
         )
-
-
-Config = Mapping[str, Any]
