@@ -57,6 +57,17 @@ def keras_ref(keras: ModuleType) -> ModuleType:
     return keras_ref_module
 
 
+@pytest.fixture(scope="session")
+def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zoo's residual_bn model (it ends in softmax) converted, as a .safetensors file."""
+    import torch_cnn
+
+    path = tmp_path_factory.mktemp("converted") / "residual_bn.safetensors"
+    zoo_file = Path(__file__).parent / "parity_tests" / "zoo" / "residual_bn" / "model.keras"
+    torch_cnn.save(torch_cnn.from_keras(zoo_file), path)
+    return path
+
+
 @pytest.fixture
 def cuda_device() -> str:
     import torch

@@ -11,11 +11,25 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import pytest
 import torch
 
+from parity_tests.helpers import DTYPES as TORCH_DTYPE
 from torch_cnn.convert.registry import BuildContext, Converted, KerasCall, TensorArg, get_converter
 from torch_cnn.layers.spec import TensorSpec
 from torch_cnn.models.graph import load_layer_arrays
+
+DTYPES = tuple(TORCH_DTYPE)  # ("float32", "float64")
+KERAS_DTYPE = {dtype: name for name, dtype in TORCH_DTYPE.items()}  # torch.float32 → "float32"
+# The parity bars (max |Δ| of a layer's output), by dtype name and by torch dtype.
+_BARS = {"float32": 1e-5, "float64": 1e-12}
+BAR: dict[str | torch.dtype, float] = {**_BARS, **{TORCH_DTYPE[n]: b for n, b in _BARS.items()}}
+WRONG = 1e-3  # a deliberately wrong variant differs from Keras by at least this much
+
+
+def grid(cases: Sequence[tuple[Any, ...]], fast: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """``cases`` as pytest params, those not in ``fast`` marked slow (the full grid)."""
+    return [c if c in fast else pytest.param(*c, marks=pytest.mark.slow) for c in cases]
 
 
 def keras_call(keras: Any, layer: Any, n_inputs: int = 1) -> KerasCall:

@@ -32,13 +32,6 @@ def keras_file(keras: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> P
     return path
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    path = tmp_path_factory.mktemp("converted") / "residual_bn.safetensors"
-    torch_cnn.save(torch_cnn.from_keras(ZOO / "residual_bn" / "model.keras"), path)
-    return path
-
-
 def _rows(out: str) -> dict[str, tuple[float, str]]:
     """Keras layer → (max |Δ|, status), from compare's table."""
     row = re.compile(r"^(\S+ \(\w+\)|output)\s.*?\s([\d.e+-]+)\s+[\d.e+-]+\s+(ok|FAIL)$")

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from parity_tests.layer_harness import convert_layer, keras_call, max_abs
+from parity_tests.layer_harness import BAR, DTYPES, TORCH_DTYPE, convert_layer, keras_call, max_abs
 from torch_cnn.convert.registry import BuildContext, ConversionError, get_converter
 from torch_cnn.layers.activations import (
     UnsupportedActivation,
@@ -29,9 +29,6 @@ from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = pytest.mark.keras
 
-BAR = {"float32": 1e-5, "float64": 1e-12}
-TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
-DTYPES = ("float32", "float64")
 NAMES = [n for n in activation_names() if n != "linear"]
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -22,7 +21,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from keras_ref.weights import seeded_keras_weights
-from parity_tests.layer_harness import convert_layer, keras_call, max_abs
+from parity_tests.layer_harness import (
+    BAR,
+    KERAS_DTYPE,
+    WRONG,
+    convert_layer,
+    grid,
+    keras_call,
+    max_abs,
+)
 from torch_cnn.convert.registry import BuildContext, ConversionError, get_converter
 from torch_cnn.layers.conv import ConvTranspose2dSame, SeparableConv2d
 from torch_cnn.layers.padding import Conv2dSame
@@ -31,16 +38,8 @@ from torch_cnn.models.graph import load_layer_arrays
 
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 
-BAR = {torch.float64: 1e-12, torch.float32: 1e-5}
-KERAS_DTYPE = {torch.float64: "float64", torch.float32: "float32"}
 # (H, W) pairs: odd and even sizes on both axes, remainders 0, 1, 2 modulo 3.
 SIZES = ((13, 14), (16, 15))
-WRONG = 1e-3  # a wrong variant differs by at least this much
-
-
-def _grid(cases: Sequence[tuple[Any, ...]], fast: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """``cases`` as pytest params, those not in ``fast`` marked slow (the full grid)."""
-    return [c if c in fast else pytest.param(*c, marks=pytest.mark.slow) for c in cases]
 
 
 def _parity(
@@ -73,7 +72,7 @@ CONV_GRID = (
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=["f64", "f32"])
 @pytest.mark.parametrize(
     ("kernel", "strides", "dilation"),
-    _grid(
+    grid(
         CONV_GRID,
         [((3, 3), (2, 2), (1, 1)), ((4, 4), (2, 2), (1, 1)), ((2, 2), (1, 1), (1, 1)),
          ((5, 5), (3, 3), (1, 1)), ((3, 3), (1, 1), (2, 2)), ((2, 3), (1, 2), (1, 1))],
@@ -199,7 +198,7 @@ DEPTHWISE_GRID = [
 
 @pytest.mark.parametrize(
     ("k", "s", "d", "mult"),
-    _grid(DEPTHWISE_GRID, [(3, 2, 1, 3), (2, 2, 2, 3), (5, 1, 2, 1), (2, 3, 1, 1)]),
+    grid(DEPTHWISE_GRID, [(3, 2, 1, 3), (2, 2, 2, 3), (5, 1, 2, 1), (2, 3, 1, 1)]),
 )
 def test_depthwise_conv2d_matches_keras(
     keras: ModuleType, k: int, s: int, d: int, mult: int
@@ -288,7 +287,7 @@ def _tf_runs(k: int, d: int, padding: str, op: int | None) -> bool:
 
 @pytest.mark.parametrize(
     ("k", "s", "d", "op"),
-    _grid(
+    grid(
         _transpose_cases(range(1, 6), (1, 2, 3)),
         [(3, 2, 1, None), (3, 2, 1, 1), (4, 2, 1, None), (4, 2, 1, 1), (2, 3, 1, None),
          (2, 3, 1, 2), (5, 3, 1, 0), (3, 1, 2, None), (4, 1, 1, None)],

@@ -16,6 +16,9 @@ import pytest
 import torch
 
 from parity_tests.layer_harness import (
+    BAR,
+    DTYPES,
+    TORCH_DTYPE,
     convert_layer,
     keras_call,
     max_abs,
@@ -28,9 +31,6 @@ from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = pytest.mark.keras
 
-BAR = {"float32": 1e-5, "float64": 1e-12}
-TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
-DTYPES = ("float32", "float64")
 MERGES = ("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
 
 

@@ -18,16 +18,21 @@ import pytest
 import torch
 from torch import nn
 
-from parity_tests.layer_harness import convert_layer, keras_call, max_abs, to_torch_layout
+from parity_tests.layer_harness import (
+    BAR,
+    DTYPES,
+    TORCH_DTYPE,
+    convert_layer,
+    keras_call,
+    max_abs,
+    to_torch_layout,
+)
 from torch_cnn.convert.registry import BuildContext, ConversionError, Converted, get_converter
 from torch_cnn.layers.norm import BatchNorm1d, BatchNorm2d, Normalization
 from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = pytest.mark.keras
 
-BAR = {"float32": 1e-5, "float64": 1e-12}
-TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
-DTYPES = ("float32", "float64")
 SHAPES = {"map": (5, 6, 4), "vector": (7,), "rank2": (3, 7), "rank4": (2, 3, 2, 5)}
 
 

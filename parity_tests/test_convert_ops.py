@@ -20,7 +20,14 @@ import pytest
 import torch
 from torch import nn
 
-from parity_tests.layer_harness import max_abs, to_keras_layout, to_torch_layout
+from parity_tests.layer_harness import (
+    BAR,
+    DTYPES,
+    TORCH_DTYPE,
+    max_abs,
+    to_keras_layout,
+    to_torch_layout,
+)
 from torch_cnn.convert.registry import (
     BuildContext,
     ConversionError,
@@ -35,9 +42,6 @@ from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = pytest.mark.keras
 
-BAR = {"float32": 1e-5, "float64": 1e-12}
-TORCH_DTYPE = {"float32": torch.float32, "float64": torch.float64}
-DTYPES = ("float32", "float64")
 T0, T1 = TensorArg(0), TensorArg(1)
 
 

@@ -8,7 +8,6 @@ torch's symmetric padding) must fail the parity check.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -18,21 +17,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from parity_tests.layer_harness import convert_layer, keras_call, max_abs
+from parity_tests.layer_harness import (
+    BAR,
+    KERAS_DTYPE,
+    WRONG,
+    convert_layer,
+    grid,
+    keras_call,
+    max_abs,
+)
 from torch_cnn.convert.registry import BuildContext, ConversionError, get_converter
 from torch_cnn.layers.pooling import AvgPool2dSame, GlobalPool2d, MaxPool2d, MaxPool2dSame
 from torch_cnn.layers.spec import TensorSpec
 
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 
-BAR = {torch.float64: 1e-12, torch.float32: 1e-5}
-KERAS_DTYPE = {torch.float64: "float64", torch.float32: "float32"}
 SIZES = ((13, 14), (16, 15))  # odd and even on both axes; remainders 0, 1, 2 modulo 3
-WRONG = 1e-3
-
-
-def _grid(cases: Sequence[tuple[Any, ...]], fast: Sequence[tuple[Any, ...]]) -> list[Any]:
-    return [c if c in fast else pytest.param(*c, marks=pytest.mark.slow) for c in cases]
 
 
 def _parity(keras: ModuleType, layer: Any, x: np.ndarray, dtype: torch.dtype) -> tuple[Any, ...]:
@@ -50,7 +50,7 @@ FAST_POOLS = [((2, 2), None), ((3, 3), 2), ((2, 2), 1), ((4, 4), 3), ((2, 3), (1
 
 
 @pytest.mark.parametrize("kind", ["MaxPooling2D", "AveragePooling2D"])
-@pytest.mark.parametrize(("pool", "strides"), _grid(POOL_GRID, FAST_POOLS))
+@pytest.mark.parametrize(("pool", "strides"), grid(POOL_GRID, FAST_POOLS))
 def test_pooling_matches_keras(
     keras: ModuleType, kind: str, pool: tuple[int, int], strides: Any
 ) -> None:

@@ -18,7 +18,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from keras_ref.weights import seeded_keras_weights
-from parity_tests.layer_harness import convert_layer, keras_call, max_abs, to_torch_layout
+from parity_tests.layer_harness import (
+    BAR,
+    KERAS_DTYPE,
+    WRONG,
+    convert_layer,
+    keras_call,
+    max_abs,
+    to_torch_layout,
+)
 from torch_cnn.convert.registry import BuildContext, ConversionError, get_converter
 from torch_cnn.layers.spatial import (
     Crop2d,
@@ -33,10 +41,7 @@ from torch_cnn.models.graph import load_layer_arrays
 
 pytestmark = [pytest.mark.keras, pytest.mark.usefixtures("one_torch_thread")]
 
-BAR = {torch.float64: 1e-12, torch.float32: 1e-5}
-KERAS_DTYPE = {torch.float64: "float64", torch.float32: "float32"}
 DTYPES = [torch.float64, torch.float32]
-WRONG = 1e-3
 
 
 def _check(

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 import torch_cnn
-from parity_tests.helpers import keras_summary_rows
+from parity_tests.helpers import DTYPES, keras_summary_rows
 from torch_cnn.models import KerasGraph
 from torch_cnn.parity import default_atol, graph_final, graph_layer_outputs
 from torch_cnn.summary import summarize
@@ -32,7 +32,6 @@ KERAS2 = [e for e in ENTRIES if e.startswith("keras2_")]
 UNSUPPORTED = sorted(
     p.name for p in ZOO_DIR.iterdir() if p.is_dir() and p.name.startswith("unsupported_")
 )
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 # The files holding an architecture, per entry (which exist is the zoo's business).
 MODEL_FILES = ("model.keras", "model_dir", "model.h5")
 

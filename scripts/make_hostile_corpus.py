@@ -31,6 +31,7 @@ import argparse
 import io
 import os
 import pickle
+import pickletools
 import shutil
 import struct
 import sys
@@ -556,19 +557,14 @@ class _PersistentPickler(pickle.Pickler):
         return "storage" if isinstance(obj, bytes) and obj == b"pid" else None
 
 
-def _npz_case(value: Any, pickler: type[pickle.Pickler] = pickle.Pickler) -> Callable[[Path], Path]:
+def _npz_dense(edit: Callable[[bytes], bytes]) -> Callable[[Path], Path]:
+    """The npz base with its dense layer's member (``.npy`` bytes) edited."""
+
     def make(d: Path) -> Path:
-        holder = np.empty((), dtype=object)
-        holder[()] = {"0": value}
-        npy = io.BytesIO()
-        np.lib.format.write_array_header_1_0(
-            npy, {"descr": "|O", "fortran_order": False, "shape": ()}
-        )
-        pickler(npy, protocol=4).dump(holder)
         items = members("npz")
         with zipfile.ZipFile(io.BytesIO(items["model.weights.npz"])) as zf:
             npz = {n: zf.read(n) for n in zf.namelist()}
-        npz["layers/dense.npy"] = npy.getvalue()
+        npz["layers/dense.npy"] = edit(npz["layers/dense.npy"])
         buffer = io.BytesIO()
         with zipfile.ZipFile(buffer, "w") as zf:
             for name, data in npz.items():
@@ -579,14 +575,46 @@ def _npz_case(value: Any, pickler: type[pickle.Pickler] = pickle.Pickler) -> Cal
     return make
 
 
+def _npz_case(value: Any, pickler: type[pickle.Pickler] = pickle.Pickler) -> Callable[[Path], Path]:
+    def npy(_: bytes) -> bytes:
+        holder = np.empty((), dtype=object)
+        holder[()] = {"0": value}
+        out = io.BytesIO()
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": "|O", "fortran_order": False, "shape": ()}
+        )
+        pickler(out, protocol=4).dump(holder)
+        return out.getvalue()
+
+    return _npz_dense(npy)
+
+
+def _memo_index_bomb(npy: bytes) -> bytes:
+    """The same member, its result also memoised at index 2**31 - 1 just before STOP: the C
+    unpickler sizes its memo table by the index (16 GiB of pointers). Frames, optional at
+    protocol 4, are dropped so that the pickle stays valid."""
+    fh = io.BytesIO(npy)
+    np.lib.format.read_magic(fh)
+    np.lib.format.read_array_header_1_0(fh)  # the version Keras's np.save writes
+    start = fh.tell()
+    ops = [(op.name, pos) for op, _, pos in pickletools.genops(npy[start:])]
+    out = bytearray(npy[:start])
+    for (name, pos), (_, end) in zip(ops, [*ops[1:], ("", len(npy) - start)], strict=True):
+        if name == "STOP":
+            out += pickle.LONG_BINPUT + struct.pack("<I", 2**31 - 1)
+        if name != "FRAME":
+            out += npy[start + pos : start + end]
+    return bytes(out)
+
+
 _RECONSTRUCT = np.ndarray.__reduce__(np.zeros(1))[0]  # numpy's own _reconstruct, by reference
 case("npz-names-os-system", "only NumPy arrays and Keras variables are read")(
     _npz_case(_Reduce(os.system, ("echo pwned",)))
 )
-case("npz-array-without-its-bytes", "an array without its data")(
+case("npz-array-without-its-bytes", "with their bytes in the file")(
     _npz_case(_Reduce(_RECONSTRUCT, (np.ndarray, (300000, 3072), b"B")))
 )
-case("npz-array-shorter-than-its-shape", "but carries 3")(
+case("npz-array-shorter-than-its-shape", "its data holds 3")(
     _npz_case(
         _Reduce(
             _RECONSTRUCT, (np.ndarray, (0,), b"b"), (1, (1000, 1000), np.dtype("f4"), False, b"abc")
@@ -604,6 +632,7 @@ case("npz-array-above-cap", "per array")(
 )
 case("npz-persistent-id", "persistent ids are not read")(_npz_case(b"pid", _PersistentPickler))
 case("npz-reads", reads="same", base="npz")(lambda d: copy("npz", d))
+case("npz-memo-index-2gi", reads="same", base="npz", danger=True)(_npz_dense(_memo_index_bomb))
 
 
 # -------------------------------------------------------- dtypes and byte orders

@@ -59,14 +59,6 @@ def files(cifar: data.Cifar10, tmp_path_factory: pytest.TempPathFactory) -> dict
     return out
 
 
-@pytest.fixture(scope="module")
-def converted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A converted model ending in softmax, as a .safetensors file."""
-    path = tmp_path_factory.mktemp("models") / "residual_bn.safetensors"
-    torch_cnn.save(torch_cnn.from_keras(ZOO / "residual_bn" / "model.keras"), path)
-    return path
-
-
 def _model_of_size(entry: str, shape: str) -> torch_cnn.models.KerasGraph:
     """A zoo model (global pooling: any size fits its weights) built for another input size."""
     contents = read_keras_source(ZOO / entry / "model.keras")

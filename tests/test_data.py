@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch.overrides import TorchFunctionMode
 
+from tests.helpers import load_script
 from torch_cnn import data
 from torch_cnn.data import (
     Augment,
@@ -30,20 +31,11 @@ from torch_cnn.data import (
     to_float,
 )
 
-CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+fake = load_script("make_hostile_data")  # the fake batches its corpus starts from
+CLASSES = fake.CLASSES
 # A different N per file: the loader must read N, not assume 10,000.
 TRAIN_SIZES = (7, 5, 6, 7, 3)
 TEST_SIZE = 4
-
-
-def _batch(n: int, seed: int) -> dict[bytes, Any]:
-    rng = np.random.default_rng(seed)
-    return {
-        b"batch_label": f"batch {seed}".encode(),
-        b"labels": [int(v) for v in rng.integers(0, 10, n)],
-        b"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
-        b"filenames": [f"img_{seed}_{i}.png".encode() for i in range(n)],
-    }
 
 
 def _dump(path: Path, obj: object) -> None:
@@ -54,8 +46,8 @@ def _dump(path: Path, obj: object) -> None:
 def write_fake_cifar(root: Path) -> dict[str, dict[bytes, Any]]:
     """A tiny CIFAR-10 in the real python-batch layout; returns what each file holds."""
     root.mkdir(parents=True, exist_ok=True)
-    batches = {f"data_batch_{i + 1}": _batch(n, i + 1) for i, n in enumerate(TRAIN_SIZES)}
-    batches["test_batch"] = _batch(TEST_SIZE, 99)
+    batches = {f"data_batch_{i + 1}": fake.fake_batch(n, i + 1) for i, n in enumerate(TRAIN_SIZES)}
+    batches["test_batch"] = fake.fake_batch(TEST_SIZE, 99)
     for name, batch in batches.items():
         _dump(root / name, batch)
     meta = {
@@ -111,7 +103,7 @@ def test_load_shapes_values_and_channel_order(fake_dir: Path) -> None:
 
 
 def test_load_accepts_protocol_5_and_str_keys(fake_dir: Path) -> None:
-    batch = _batch(3, 7)
+    batch = fake.fake_batch(3, 7)
     str_keys = {k.decode(): v for k, v in batch.items()}
     (fake_dir / "test_batch").write_bytes(pickle.dumps(str_keys, protocol=5))
     ds = load_cifar10(fake_dir)
@@ -180,7 +172,7 @@ class _Evil:
 
 def test_malicious_pickle_is_refused(fake_dir: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    batch = _batch(2, 5)
+    batch = fake.fake_batch(2, 5)
     batch[b"batch_label"] = _Evil(f"touch {marker}")
     raw = pickle.dumps(batch, protocol=2)
     (fake_dir / "data_batch_1").write_bytes(raw)
@@ -288,7 +280,7 @@ def test_real_sample_arrives_bit_for_bit(cifar10_dir: Path) -> None:
 
 def test_an_empty_batch_among_others_is_fine(fake_dir: Path) -> None:
     # Python 3 pickles b"" at protocol 2 as bytes(): readable, and an empty batch is allowed.
-    _dump(fake_dir / "data_batch_2", _batch(0, 2))
+    _dump(fake_dir / "data_batch_2", fake.fake_batch(0, 2))
     ds = load_cifar10(fake_dir)
     assert len(ds.train) == sum(TRAIN_SIZES) - TRAIN_SIZES[1]
 

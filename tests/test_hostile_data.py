@@ -381,6 +381,49 @@ def test_safe_pickle_a_placeholder_never_built_stays_empty() -> None:
     assert isinstance(got, np.ndarray) and got.shape == (0,) and got.nbytes == 0
 
 
+class _Recorded(_safe_pickle.StandIn):
+    """A stand-in whose own methods must never run."""
+
+    def __init__(self, *args: Any) -> None:
+        raise AssertionError("a stand-in's __init__ ran")
+
+    def __setstate__(self, state: Any) -> None:
+        raise AssertionError("a stand-in's __setstate__ ran")
+
+
+STAND_INS = {("m", "Obj"): _Recorded}
+GLOBAL_OBJ = b"\x80\x04\x8c\x01m\x8c\x03Obj\x93"  # PROTO 4, the global m.Obj
+
+
+def test_safe_pickle_stand_ins_record_and_run_nothing() -> None:
+    """NEWOBJ then BUILD (how Keras's variables pickle), REDUCE, and a call of an instance
+    (TensorFlow's ``partial(...)()``): records, made by the unpickler itself."""
+    raw = GLOBAL_OBJ + b"(K\x01t\x81}\x8c\x01k\x8f\x94s" + b"b"  # m.Obj(1) NEWOBJ, BUILD {k: set()}
+    raw += b")R" + b"."  # ... then called with no arguments
+    got = _safe_pickle.loads(raw, stand_ins=STAND_INS)
+    assert type(got) is _safe_pickle.StandIn and len(got.args) == 1
+    made = got.args[0]
+    assert type(made) is _Recorded and made.args == (1,) and made.state == {"k": set()}
+    reduced = _safe_pickle.loads(GLOBAL_OBJ + b"K\x02\x85R.", stand_ins=STAND_INS)
+    assert type(reduced) is _Recorded and reduced.args == (2,) and reduced.state is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "problem"),
+    [
+        (GLOBAL_OBJ + b")\x81}b}b.", r"BUILD twice on _Recorded"),
+        (GLOBAL_OBJ + b")\x81\x94h\x00\x85b.", r"a container holds itself"),
+        (b"\x80\x04cnumpy\nndarray\n)\x81.", r"NEWOBJ on numpy\.ndarray"),
+        (b"\x80\x04\x8f(K\x01\x90.", r"opcode ADDITEMS is not allowed \(it builds sets\)"),
+        (b"\x80\x04cos\nsystem\n.", r"global os\.system is not allowed \(only .* bytes, m\.Obj\)"),
+        (GLOBAL_OBJ + b"K\x01R.", r"REDUCE with arguments 1"),
+    ],
+)
+def test_safe_pickle_stand_in_refusals(raw: bytes, problem: str) -> None:
+    with pytest.raises(_safe_pickle.SafePickleError, match=problem):
+        _safe_pickle.loads(raw, stand_ins=STAND_INS)
+
+
 # ---------------------------------------------------------------------------------------------
 # Fuzzing: byte-level mutants of a real batch and of the real batches.meta
 

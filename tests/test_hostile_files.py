@@ -14,6 +14,7 @@ into an error by the child process; such files are kept in ``tests/hostile/``).
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import select
@@ -21,6 +22,7 @@ import signal
 import subprocess
 import sys
 import time
+import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,9 @@ from torch_cnn.porting.keras_files import read_keras_source
 from torch_cnn.porting.reader_limits import GIB, MIB, KerasFileError, Limits
 
 corpus = load_script("make_hostile_corpus")
+vm_status = load_script("make_hostile_data")._status  # VmSize, VmRSS, VmHWM in bytes
 SAFE = [name for name, case in corpus.CASES.items() if not case.danger]
-DANGER = [name for name, case in corpus.CASES.items() if case.danger]
+DANGER = [name for name, case in corpus.CASES.items() if case.danger and not case.reads]
 ISSUE_CASES = ["h5-declares-3.6GB-in-205KB", "keras-member-declares-2GiB",
                "h5-external-link-to-fifo-in-weight-path"]  # fmt: skip
 REGRESSIONS = ROOT / "tests" / "hostile"
@@ -130,6 +133,50 @@ def test_every_case_in_a_bounded_child(name: str, corpus_dir: Path) -> None:
     else:
         assert result.error is not None
         check_refusal(name, path, str(result.error))
+
+
+# The C unpickler the npz reader once used, every global an inert stub, under an address-space
+# limit: the memo table it sizes by the largest index does not fit.
+C_UNPICKLER = """
+import io, pickle, resource, sys
+class Stub:
+    def __init__(self, *args, **kwargs): pass
+    def __setstate__(self, state): pass
+    def __call__(self, *args, **kwargs): return self
+class Old(pickle.Unpickler):
+    def find_class(self, module, name): return Stub
+status = dict(l.split(":", 1) for l in open("/proc/self/status").read().splitlines())
+limit = int(status["VmSize"].split()[0]) * 1024 + 512 * 2**20
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+try:
+    Old(io.BytesIO(sys.stdin.buffer.read())).load()
+    print("read")
+except MemoryError:
+    print("MemoryError")
+"""
+
+
+def test_a_huge_npz_memo_index_costs_nothing_in_process(corpus_dir: Path) -> None:
+    """Keras npz weights whose pickle memoises at index 2**31 - 1 (valid, so not refused): the
+    C unpickler runs out of 512 MiB; ``_safe_pickle``'s dict memo reads the file in process as
+    its base, within a few MiB."""
+    path = corpus.make_case("npz-memo-index-2gi", corpus_dir)
+    with (
+        zipfile.ZipFile(path) as keras_zip,
+        zipfile.ZipFile(io.BytesIO(keras_zip.read("model.weights.npz"))) as npz,
+    ):
+        npy = io.BytesIO(npz.read("layers/dense.npy"))
+    np.lib.format.read_magic(npy)
+    np.lib.format.read_array_header_1_0(npy)
+    old = subprocess.run(
+        [sys.executable, "-c", C_UNPICKLER], input=npy.read(), capture_output=True, check=False
+    )
+    assert old.stdout.decode().strip() == "MemoryError", (old.returncode, old.stderr[-500:])
+    Path("/proc/self/clear_refs").write_text("5")  # VmHWM := VmRSS
+    before = vm_status()["VmRSS"]
+    contents = read_keras_source(path, isolate=False)
+    assert vm_status()["VmHWM"] - before < 64 * MIB
+    check_read("npz-memo-index-2gi", contents)
 
 
 def test_mutants_that_once_crashed_or_hung_are_refused() -> None:

@@ -428,9 +428,10 @@ def test_the_child_imports_the_reader_and_not_torch() -> None:
     assert json.loads(summary)["format"] == "legacy-h5"
     loaded = json.loads(modules)
     assert "torch" not in loaded and all(
-        m.startswith("torch_cnn.porting") or m == "torch_cnn" for m in loaded
+        m.startswith(("torch_cnn.porting", "torch_cnn._safe_pickle")) or m == "torch_cnn"
+        for m in loaded
     )
-    assert "torch_cnn.porting.reader_h5" in loaded
+    assert "torch_cnn.porting.reader_h5" in loaded and "torch_cnn._safe_pickle" in loaded
 
 
 def test_a_compiled_models_optimizer_variables(tmp_path: Path) -> None:

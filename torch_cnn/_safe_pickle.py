@@ -9,18 +9,24 @@ replaced) checks every step before it allocates:
 - Globals: numpy's array reconstruction, ``_codecs.encode(str, 'latin1')`` and ``bytes()``
   (Python 3's bytes at protocols 0-2), none handed out as the real callable: ``_reconstruct``
   gives only the ``(0,)`` placeholder numpy pickles, ``ndarray`` is a token nothing can
-  call, ``dtype`` builds only plain numeric dtypes. Instance, set, extension and buffer
-  opcodes are refused; ``BUILD`` applies only to numpy's placeholders.
+  call, ``dtype`` builds only plain numeric dtypes. Instance, set, extension, persistent-id
+  and buffer opcodes are refused; ``BUILD`` applies only to numpy's placeholders.
+- Pickled objects (Keras's ``.npz`` weights): a caller may map more globals to ``StandIn``
+  classes, inert records of how the pickle calls, creates (``NEWOBJ``, then allowed on
+  them only) and builds them. Nothing is imported and nothing from the file runs. Empty
+  sets are then allowed too (Keras's trackables hold one); filling a set stays refused.
 - An array exists only with its bytes in the input: its state holds exactly
   ``prod(shape) * itemsize`` bytes (an object array, ``prod(shape)`` items), and all arrays
   together hold no more bytes than the input (a memoised buffer is not rebuilt twice).
 - ``PickleLimits``: opcodes (each makes at most one small object, so memory stays
   proportional to the input), bytes per array, nesting depth; cycles are refused; dict
-  keys are str, bytes or int; declared lengths are checked against what remains.
+  keys are str, bytes or int; declared lengths are checked against what remains. The memo
+  is a dict: the C unpickler sizes its table by the largest index (2**31: 16 GiB).
 
 Every problem raises ``SafePickleError`` (``PickleLimitError`` for a refusal or a cap,
 ``RefusedGlobalError`` for a global) with the byte offset; ``OSError`` from the file passes
-through. Standard library and numpy only (no torch), so any reader, in any process, can use it.
+through. Standard library and numpy only (no torch), so any reader, in any process, can use
+it (the Keras file reader's child process does).
 
 >>> import pickle
 >>> import numpy as np
@@ -29,7 +35,7 @@ array([0., 1., 2.], dtype=float32)
 >>> loads(b"\\x80\\x02cos\\nsystem\\nq\\x00.")
 Traceback (most recent call last):
 ...
-torch_cnn._safe_pickle.RefusedGlobalError: at byte 13: global os.system is not allowed ...
+torch_cnn._safe_pickle_base.RefusedGlobalError: at byte 13: global os.system is not allowed ...
 """
 
 from __future__ import annotations
@@ -38,11 +44,23 @@ import io
 import math
 import pickle
 import struct
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
 from typing import IO, Any, ClassVar, cast
 
 import numpy as np
+
+from torch_cnn._safe_pickle_base import (
+    DEFAULT_LIMITS,
+    NDARRAY,
+    PickleLimitError,
+    PickleLimits,
+    RefusedGlobalError,
+    SafePickleError,
+    StandIn,
+    brief,
+    check_nesting,
+    describe,
+)
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -50,45 +68,15 @@ __all__ = [
     "PickleLimits",
     "RefusedGlobalError",
     "SafePickleError",
+    "StandIn",
+    "StandIns",
     "describe",
     "load",
     "loads",
 ]
 
-
-class SafePickleError(ValueError):
-    """The data is not a pickle of plain data that this reader rebuilds (truncated, corrupt, hostile)."""
-
-
-class PickleLimitError(SafePickleError):
-    """The pickle asks for something refused outright: a global, an opcode, or more than a cap."""
-
-
-class RefusedGlobalError(PickleLimitError):
-    """The pickle names a global outside the allowlist; ``name`` is ``module.name``."""
-
-    def __init__(self, message: str, name: str) -> None:
-        super().__init__(message)
-        self.name = name
-
-
-@dataclass(frozen=True)
-class PickleLimits:
-    """What one pickle may claim. Memory stays within about ``4 * size + 100 * max_ops`` bytes.
-
-    ``max_ops``: opcodes read (each pushes at most one object of ~100 bytes plus its data).
-    ``max_array_bytes``: bytes of one numpy array. ``max_depth``: containers (dict, list,
-    tuple, object array) nested within each other. ``allow_object_arrays``: numpy arrays of
-    Python objects (Keras's ``.npz`` weights pickle one 0-d array holding a dict).
-    """
-
-    max_ops: int = 1_000_000
-    max_array_bytes: int = 1 << 30
-    max_depth: int = 100
-    allow_object_arrays: bool = False
-
-
-DEFAULT_LIMITS = PickleLimits()
+StandIns = Mapping[tuple[str, str], type[StandIn]]
+"""Globals a caller allows, ``(module, name)``, and the inert class each unpickles to."""
 
 # The dtypes numpy pickles for plain numeric arrays (``dtype.__reduce__``'s first argument).
 _NUMERIC_DTYPES = frozenset(
@@ -98,46 +86,20 @@ _OBJECT_DTYPE = "O8"
 _MAX_NDIM = 32
 _BYTE_ORDERS = frozenset("<>|=")
 
-# pickle opcodes that build class instances, sets or out-of-band data: never needed for plain data.
+# pickle opcodes never needed for plain data, and why.
 _REFUSED_OPCODES: dict[int, str] = {
-    getattr(pickle, name)[0]: name
-    for name in (
-        "INST", "OBJ", "NEWOBJ", "NEWOBJ_EX", "EXT1", "EXT2", "EXT4", "EMPTY_SET", "ADDITEMS",
-        "FROZENSET", "PERSID", "BINPERSID", "NEXT_BUFFER", "READONLY_BUFFER",
+    getattr(pickle, name)[0]: f"opcode {name} is not allowed ({why})"
+    for names, why in (
+        (("INST", "OBJ", "NEWOBJ", "NEWOBJ_EX"), "it builds instances"),
+        (("EMPTY_SET", "ADDITEMS", "FROZENSET"), "it builds sets"),
+        (("EXT1", "EXT2", "EXT4"), "it names globals by extension code"),
+        (("PERSID", "BINPERSID"), "persistent ids are not read"),
+        (("NEXT_BUFFER", "READONLY_BUFFER"), "out-of-band buffers are not read"),
     )
-}  # fmt: skip
-
-
-class _ArrayToken:
-    """What the global ``numpy.ndarray`` unpickles to: accepted by ``_reconstruct``, not callable."""
-
-    def __repr__(self) -> str:
-        return "numpy.ndarray"
-
-
-_NDARRAY = _ArrayToken()
-
-
-def describe(value: object, width: int = 40) -> str:
-    """A short, bounded description of an untrusted value for an error message (never a full repr)."""
-    if value is _NDARRAY:
-        return "numpy.ndarray"
-    if type(value) is int:
-        return str(value) if value.bit_length() <= 64 else f"an int of {value.bit_length()} bits"
-    if type(value) is bool or value is None or type(value) is float:
-        return f"{type(value).__name__} {value!r}"
-    if isinstance(value, str | bytes):
-        text = repr(value[:width])
-        return text if len(value) <= width else f"{text[:-1]}...{text[-1]} ({len(value)} long)"
-    if isinstance(value, np.ndarray):
-        dtype = value.dtype
-        name = str(dtype) if dtype.isnative else f"{dtype.str} ({dtype})"
-        return f"{name} array of shape {value.shape}"
-    if type(value) is tuple and len(value) <= 32 and all(type(v) is int for v in value):
-        return "(" + ", ".join(map(describe, value)) + ("," if len(value) == 1 else "") + ")"
-    if isinstance(value, list | tuple | dict):
-        return f"{type(value).__name__} of {len(value)}"
-    return type(value).__name__
+    for name in names
+}
+# With stand-ins: NEWOBJ (on a stand-in class only) and an empty set.
+_STAND_IN_OPCODES = frozenset([pickle.NEWOBJ[0], pickle.EMPTY_SET[0]])
 
 
 class _Source:
@@ -204,10 +166,17 @@ _PyUnpickler: Any = pickle._Unpickler
 class _Unpickler(_PyUnpickler):  # type: ignore[misc]
     dispatch: ClassVar[dict[int, Callable[[Any], None]]] = dict(_PyUnpickler.dispatch)
 
-    def __init__(self, source: _Source, limits: PickleLimits, encoding: str) -> None:
+    def __init__(
+        self, source: _Source, limits: PickleLimits, encoding: str, stand_ins: StandIns
+    ) -> None:
         super().__init__(source, encoding=encoding)
         self._source = source
         self._limits = limits
+        self._refused = {
+            op: why
+            for op, why in _REFUSED_OPCODES.items()
+            if not (stand_ins and op in _STAND_IN_OPCODES)
+        }
         self._array_bytes = 0
         # Placeholders waiting for their BUILD, by id (the dict keeps them alive, so ids are unique).
         self._pending_arrays: dict[int, np.ndarray[Any, Any]] = {}
@@ -219,14 +188,19 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
             ("numpy._core.multiarray", "_reconstruct"): rebuild,
             ("numpy.core.numeric", "_frombuffer"): frombuffer,
             ("numpy._core.numeric", "_frombuffer"): frombuffer,
-            ("numpy", "ndarray"): _NDARRAY,
+            ("numpy", "ndarray"): NDARRAY,
             ("numpy", "dtype"): dtype,
             ("_codecs", "encode"): _latin1_encode,
             ("builtins", "bytes"): _empty_bytes,
             ("__builtin__", "bytes"): _empty_bytes,
         }
         # What REDUCE may call: these very objects, compared by identity.
-        self._callables = [f for f in self._globals.values() if f is not _NDARRAY]
+        self._callables = [f for f in self._globals.values() if f is not NDARRAY]
+        self._globals.update(stand_ins)
+        self._stand_ins = tuple(stand_ins.values())
+        self._allowed = "numpy's array reconstruction, _codecs.encode and bytes" + "".join(
+            f", {module}.{name}" for module, name in sorted(stand_ins)
+        )
 
     def load(self) -> Any:
         # pickle._Unpickler.load, with a budget of opcodes and refused opcodes named.
@@ -251,11 +225,8 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
                         f"{self._where()}: more than {self._limits.max_ops} opcodes"
                     )
                 op = key[0]
-                if op in _REFUSED_OPCODES:
-                    raise PickleLimitError(
-                        f"at byte {self._source.pos - 1}: opcode {_REFUSED_OPCODES[op]} is not "
-                        f"allowed (it builds instances, sets or out-of-band data)"
-                    )
+                if op in self._refused:
+                    raise PickleLimitError(f"at byte {self._source.pos - 1}: {self._refused[op]}")
                 handler = dispatch.get(op)
                 if handler is None:
                     raise SafePickleError(f"at byte {self._source.pos - 1}: invalid opcode {key!r}")
@@ -268,8 +239,7 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
         if found is None:
             shown = f"{ascii(module[:100])[1:-1]}.{ascii(name[:100])[1:-1]}"
             raise RefusedGlobalError(
-                f"at byte {self._source.pos}: global {shown} is not allowed (only numpy's array "
-                f"reconstruction, _codecs.encode and bytes)",
+                f"at byte {self._source.pos}: global {shown} is not allowed (only {self._allowed})",
                 shown,
             )
         return found
@@ -277,21 +247,51 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
     def _where(self) -> str:
         return f"at byte {self._source.pos}"
 
+    def _is_stand_in_class(self, value: object) -> bool:
+        return any(value is cls for cls in self._stand_ins)
+
+    def _args(self, args: object, opcode: str) -> tuple[Any, ...]:
+        if type(args) is not tuple:
+            raise SafePickleError(f"{self._where()}: {opcode} with arguments {describe(args)}")
+        return args
+
+    def _stand_in(self, cls: type[StandIn], args: tuple[Any, ...]) -> StandIn:
+        """A new ``cls`` recording ``args``, made here: nothing ``cls`` defines runs."""
+        made: StandIn = object.__new__(cls)
+        StandIn.__init__(made, args)
+        return made
+
     def _load_reduce(self) -> None:
         args = self.stack.pop()
         func = self.stack[-1]
-        if not any(func is f for f in self._callables):
+        if self._is_stand_in_class(func):
+            made = self._stand_in(func, self._args(args, "REDUCE"))
+        elif isinstance(func, StandIn):  # calling what a stand-in built: recorded as well
+            made = self._stand_in(StandIn, (func, *self._args(args, "REDUCE")))
+        elif any(func is f for f in self._callables):
+            made = func(*self._args(args, "REDUCE"))
+        else:
             raise SafePickleError(f"{self._where()}: REDUCE calls {describe(func)}")
-        if type(args) is not tuple:
-            raise SafePickleError(f"{self._where()}: REDUCE with arguments {describe(args)}")
-        self.stack[-1] = func(*args)
+        self.stack[-1] = made
+
+    def _load_newobj(self) -> None:
+        # Reached only with stand-ins (refused otherwise), and only for a stand-in class.
+        args = self.stack.pop()
+        cls = self.stack[-1]
+        if not self._is_stand_in_class(cls):
+            raise SafePickleError(f"{self._where()}: NEWOBJ on {describe(cls)}")
+        self.stack[-1] = self._stand_in(cls, self._args(args, "NEWOBJ"))
 
     def _load_build(self) -> None:
         state = self.stack.pop()
         inst = self.stack[-1]
         dtype = self._pending_dtypes.get(id(inst))
         array = self._pending_arrays.get(id(inst))
-        if dtype is not None and dtype is inst:
+        if isinstance(inst, StandIn):
+            if inst.state is not None:
+                raise SafePickleError(f"{self._where()}: BUILD twice on {describe(inst)}")
+            inst.state = state
+        elif dtype is not None and dtype is inst:
             self._build_dtype(dtype, state)
         elif array is not None and array is inst:
             self._build_array(array, state)
@@ -355,7 +355,7 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
     def _reconstruct(self, cls: object, shape: object, typecode: object) -> np.ndarray[Any, Any]:
         """``numpy._core.multiarray._reconstruct``: only the empty placeholder numpy pickles."""
         placeholder_shape = type(shape) is tuple and shape == (0,) and type(shape[0]) is int
-        if cls is not _NDARRAY or not placeholder_shape or not _is_text(typecode, "b"):
+        if cls is not NDARRAY or not placeholder_shape or not _is_text(typecode, "b"):
             raise SafePickleError(
                 f"{self._where()}: numpy _reconstruct({describe(cls)}, {describe(shape)}, "
                 f"{describe(typecode)}): arrays are rebuilt only from numpy's placeholder "
@@ -499,58 +499,9 @@ class _Unpickler(_PyUnpickler):  # type: ignore[misc]
 
 
 # The opcodes replaced: _Unpickler._load_<name> for each.
-for _name in ("REDUCE", "BUILD", "SETITEM", "SETITEMS", "DICT", "APPEND", "APPENDS", "BYTEARRAY8"):
+for _name in ("REDUCE", "NEWOBJ", "BUILD", "SETITEM", "SETITEMS", "DICT", "APPEND", "APPENDS",
+              "BYTEARRAY8"):  # fmt: skip
     _Unpickler.dispatch[getattr(pickle, _name)[0]] = getattr(_Unpickler, f"_load_{_name.lower()}")
-
-
-def _children(obj: object) -> Iterable[object] | None:
-    """The items of a container the unpickler can build, else None."""
-    kind = type(obj)
-    if kind is dict:
-        return obj.values()  # type: ignore[attr-defined, no-any-return]
-    if kind is list or kind is tuple:
-        return obj  # type: ignore[return-value]
-    if kind is np.ndarray and obj.dtype.hasobject:  # type: ignore[attr-defined]
-        return obj.ravel().tolist()  # type: ignore[attr-defined, no-any-return]
-    return None
-
-
-def _check_nesting(root: object, max_depth: int) -> None:
-    """Refuse cycles and containers nested deeper than ``max_depth``, without recursion.
-
-    Depth-first over the object graph, each container once (a height per id), so memoised
-    structures shared a million times cost one visit each.
-    """
-    top = _children(root)
-    if top is None:
-        return
-    height: dict[int, int] = {}
-    path: set[int] = {id(root)}
-    stack: list[tuple[object, Any, list[int]]] = [(root, iter(top), [1])]
-    while stack:
-        obj, items, best = stack[-1]
-        for child in items:
-            below = _children(child)
-            if below is None:
-                continue
-            if id(child) in path:
-                raise PickleLimitError("a container holds itself (a cycle)")
-            seen = height.get(id(child))
-            if seen is None:
-                if len(stack) >= max_depth:
-                    raise PickleLimitError(f"containers nested deeper than {max_depth}")
-                path.add(id(child))
-                stack.append((child, iter(below), [1]))
-                break
-            if len(stack) + seen > max_depth:
-                raise PickleLimitError(f"containers nested deeper than {max_depth}")
-            best[0] = max(best[0], seen + 1)
-        else:
-            stack.pop()
-            path.discard(id(obj))
-            height[id(obj)] = best[0]
-            if stack:
-                stack[-1][2][0] = max(stack[-1][2][0], best[0] + 1)
 
 
 def load(
@@ -559,25 +510,27 @@ def load(
     *,
     limits: PickleLimits = DEFAULT_LIMITS,
     encoding: str = "bytes",
+    stand_ins: StandIns | None = None,
 ) -> object:
     """Unpickle ``size`` bytes of ``file`` (its length: nothing past it is read) as plain data.
 
     ``encoding`` is pickle's, for Python 2 ``str``: ``"bytes"`` (as Keras reads CIFAR-10),
     ``"latin1"`` or ``"ASCII"``. Arrays are what numpy's own unpickling gives (a protocol-5
-    array from a bytes buffer is read-only).
+    array from a bytes buffer is read-only). ``stand_ins`` admits more globals as inert
+    ``StandIn`` records (see the module docstring), for pickled objects rather than data.
     Raises ``SafePickleError`` (``PickleLimitError`` for a refusal or a cap) naming the
     byte offset; ``OSError`` from ``file`` itself passes through.
     """
     source = _Source(file, size)
-    unpickler = _Unpickler(source, limits, encoding)
+    unpickler = _Unpickler(source, limits, encoding, stand_ins or {})
     try:
         result = unpickler.load()
-        _check_nesting(result, limits.max_depth)
+        check_nesting(result, limits.max_depth)
         return result
     except (SafePickleError, OSError):
         raise
     except Exception as exc:  # whatever a corrupt stream makes pickle raise
-        raise SafePickleError(f"at byte {source.pos}: {type(exc).__name__}: {_brief(exc)}") from exc
+        raise SafePickleError(f"at byte {source.pos}: {type(exc).__name__}: {brief(exc)}") from exc
 
 
 def loads(
@@ -585,15 +538,10 @@ def loads(
     *,
     limits: PickleLimits = DEFAULT_LIMITS,
     encoding: str = "bytes",
+    stand_ins: StandIns | None = None,
 ) -> object:
     """``load`` from bytes in memory (e.g. a member read from a zip with a size limit)."""
     view = memoryview(data)
-    return load(io.BytesIO(view), view.nbytes, limits=limits, encoding=encoding)
-
-
-def _brief(exc: BaseException, width: int = 200) -> str:
-    try:
-        text = str(exc)
-    except Exception:  # str() of a huge int raises ValueError in 3.11
-        text = "(no message)"
-    return text if len(text) <= width else text[:width] + "..."
+    return load(
+        io.BytesIO(view), view.nbytes, limits=limits, encoding=encoding, stand_ins=stand_ins
+    )

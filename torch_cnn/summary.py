@@ -10,14 +10,14 @@ where Keras prints one (a Functional model that is not a plain chain).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from torch import nn
 
 from torch_cnn.layers.spec import TensorSpec
 from torch_cnn.models.base import KerasStyleNet
-from torch_cnn.models.graph import KerasGraph
+from torch_cnn.models.graph import GraphNode, KerasGraph, WeightMap
 
 
 @dataclass(frozen=True)
@@ -67,14 +67,13 @@ def _seed_summary(model: KerasStyleNet) -> Summary:
     return _with_totals(model, model.name, rows, connected=False)
 
 
-def _weight_counts(model: KerasGraph, node_attr: str, maps: Sequence[object]) -> tuple[int, int]:
+def _weight_counts(module: nn.Module, maps: Sequence[WeightMap]) -> tuple[int, int]:
     """(trainable, non-trainable) element counts of a node's Keras variables."""
-    module = model.get_submodule(node_attr)
     params = dict(module.named_parameters())
     buffers = dict(module.named_buffers())
     trainable = non_trainable = 0
     for wm in maps:
-        name = wm.torch_name  # type: ignore[attr-defined]
+        name = wm.torch_name
         if name in params:
             if params[name].requires_grad:
                 trainable += params[name].numel()
@@ -85,9 +84,12 @@ def _weight_counts(model: KerasGraph, node_attr: str, maps: Sequence[object]) ->
     return trainable, non_trainable
 
 
-def _graph_counts(model: KerasGraph) -> tuple[int, int, int, int]:
-    """(trainable, non-trainable, trainable bytes, non-trainable bytes) of a converted model."""
-    t = nt = tb = ntb = 0
+Counts = tuple[int, int, int, int]  # trainable, non-trainable; their bytes
+
+
+def _layers(model: KerasGraph) -> Iterator[tuple[GraphNode, nn.Module, Counts]]:
+    """Each layer of a converted model once (a shared layer at its first call), its module
+    and its ``Counts``; a nested model's are its totals."""
     seen: set[str] = set()
     for node in model.nodes:
         if node.attr in seen:
@@ -95,12 +97,18 @@ def _graph_counts(model: KerasGraph) -> tuple[int, int, int, int]:
         seen.add(node.attr)
         module = model.get_submodule(node.attr)
         if isinstance(module, KerasGraph):
-            a, b, c, d = _graph_counts(module)
-            t, nt, tb, ntb = t + a, nt + b, tb + c, ntb + d
+            yield node, module, _graph_counts(module)
             continue
-        a, b = _weight_counts(model, node.attr, node.weights)
+        a, b = _weight_counts(module, node.weights)
         size = next((p.element_size() for p in module.parameters()), 4)
-        t, nt, tb, ntb = t + a, nt + b, tb + a * size, ntb + b * size
+        yield node, module, (a, b, a * size, b * size)
+
+
+def _graph_counts(model: KerasGraph) -> Counts:
+    """The ``Counts`` of a converted model."""
+    t = nt = tb = ntb = 0
+    for _, _, (a, b, c, d) in _layers(model):
+        t, nt, tb, ntb = t + a, nt + b, tb + c, ntb + d
     return t, nt, tb, ntb
 
 
@@ -116,31 +124,30 @@ def _is_chain(model: KerasGraph) -> bool:
     return all(n == 1 for n in reads.values())
 
 
+def _is_functional(model: KerasGraph) -> bool:
+    return model.keras_config.get("class_name") != "Sequential"
+
+
+def _connected(model: KerasGraph) -> bool:
+    """Whether Keras prints the "Connected to" column: a Functional model, not a chain."""
+    return _is_functional(model) and not _is_chain(model)
+
+
 def _graph_rows(model: KerasGraph, expand_nested: bool, level: int = 0) -> list[SummaryRow]:
-    functional = model.keras_config.get("class_name") != "Sequential"
-    connected = functional and not _is_chain(model)
+    connected = _connected(model)
     names = [model.input_name, *(n.name for n in model.nodes)]
     calls: dict[str, int] = {}
     rows: list[SummaryRow] = []
     prefix = "   " * level + "└ " if level else ""
-    if functional:
+    if _is_functional(model):
         rows.append(
             SummaryRow(f"{prefix}{model.input_name}", "InputLayer", model.input_spec.keras_str(), 0)
         )
-    seen: set[str] = set()
     call_index: list[int] = [0]
     for node in model.nodes:
         call_index.append(calls.get(node.name, 0))
         calls[node.name] = calls.get(node.name, 0) + 1
-    for node in model.nodes:
-        if node.attr in seen:
-            continue
-        seen.add(node.attr)
-        module = model.get_submodule(node.attr)
-        if isinstance(module, KerasGraph):
-            a, b, _, _ = _graph_counts(module)
-        else:
-            a, b = _weight_counts(model, node.attr, node.weights)
+    for node, module, (a, b, _, _) in _layers(model):
         links = tuple(f"{names[i]}[{call_index[i]}][0]" for i in node.inputs) if connected else ()
         rows.append(
             SummaryRow(
@@ -169,9 +176,8 @@ def summarize(model: nn.Module, *, expand_nested: bool = False) -> Summary:
     if isinstance(model, KerasStyleNet):
         return _seed_summary(model)
     if isinstance(model, KerasGraph):
-        functional = model.keras_config.get("class_name") != "Sequential"
         rows = _graph_rows(model, expand_nested)
-        return _with_totals(model, model.name, rows, functional and not _is_chain(model))
+        return _with_totals(model, model.name, rows, _connected(model))
     raise TypeError(f"summary needs a torch_cnn model; received {type(model).__name__}")
 
 

@@ -26,6 +26,7 @@ BROKEN_PIPE_STATUS = 141  # 128 + SIGPIPE: the reader of stdout went away (`| he
 KERAS_MODEL_SUFFIXES = (".keras", ".h5")  # a model file (or an unzipped .keras directory)
 KERAS_WEIGHTS_SUFFIXES = (".weights.h5", ".weights.json")  # weights only
 TORCH_SUFFIX = ".safetensors"
+DTYPES = {"float32": torch.float32, "float64": torch.float64}  # --dtype's choices
 
 
 class CliError(Exception):
@@ -175,6 +176,19 @@ def add_device(p: argparse.ArgumentParser) -> None:
         "--device",
         type=device,
         help="cpu, cuda or cuda:N (default: cuda when available, else cpu)",
+    )
+
+
+def add_dtype(p: argparse.ArgumentParser, help_text: str) -> None:
+    """``--dtype float32|float64``, float32 by default (``DTYPES[args.dtype]``: the torch dtype)."""
+    p.add_argument("--dtype", choices=list(DTYPES), default="float32", help=help_text)
+
+
+def add_data_dir(p: argparse.ArgumentParser, default: str) -> None:
+    """``--data-dir DIR``, a CIFAR-10 python-batch directory; ``default`` says where it is found
+    without it."""
+    p.add_argument(
+        "--data-dir", metavar="DIR", help=f"CIFAR-10 python-batch directory (default: {default})"
     )
 
 

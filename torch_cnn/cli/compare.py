@@ -16,8 +16,11 @@ import torch
 
 import torch_cnn
 from torch_cnn.cli.args import (
+    DTYPES,
     FAILURE_STATUS,
     CliError,
+    add_data_dir,
+    add_dtype,
     command,
     existing,
     has_suffix,
@@ -38,7 +41,6 @@ from torch_cnn.models import KerasGraph, KerasStyleNet, TorchCnnModel
 from torch_cnn.parity import LayerDiff, ParityReport, compare_with_keras
 from torch_cnn.porting.keras_files import read_keras_source
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 COMPARE_MEMORY = 1 << 30  # bytes of layer outputs held at once: images are compared in batches
 
 
@@ -230,12 +232,7 @@ def _cmd_parity(args: argparse.Namespace) -> int:
 
 
 def _add_images(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="CIFAR-10 python-batch directory (default: CIFAR10_DIR, else the cache; seeded "
-        "random images when there is none)",
-    )
+    add_data_dir(p, "CIFAR10_DIR, else the cache; seeded random images when there is none")
     p.add_argument(
         "-n",
         type=positive_int,
@@ -266,12 +263,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         ],
     )
     p.add_argument("--model", choices=torch_cnn.list_models(), help="one model (default: both)")
-    p.add_argument(
-        "--dtype",
-        choices=list(DTYPES),
-        default="float32",
-        help="both frameworks compute in this dtype (default: float32)",
-    )
+    add_dtype(p, "both frameworks compute in this dtype (default: float32)")
     _add_images(p)
 
     p = command(
@@ -304,11 +296,9 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         help="the architecture for a weights-only FILE: a registered model, or a .safetensors "
         "or Keras model file (default: FILE's own)",
     )
-    p.add_argument(
-        "--dtype",
-        choices=list(DTYPES),
-        default="float32",
-        help="both frameworks compute in this dtype: float64 rebuilds the Keras model with "
-        "float64 layers and the file's weights cast (default: float32)",
+    add_dtype(
+        p,
+        "both frameworks compute in this dtype: float64 rebuilds the Keras model with float64 "
+        "layers and the file's weights cast (default: float32)",
     )
     _add_images(p)

@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import os
 
-import torch
-
 import torch_cnn
 from torch_cnn.cli.args import (
+    DTYPES,
     KERAS_MODEL_SUFFIXES,
     TORCH_SUFFIX,
     CliError,
+    add_dtype,
     command,
     existing,
     has_suffix,
@@ -31,7 +31,6 @@ from torch_cnn.models import KerasStyleNet, TorchCnnModel
 from torch_cnn.porting import infer_model_name
 from torch_cnn.porting.keras_files import read_keras_file
 
-DTYPES = {"float32": torch.float32, "float64": torch.float64}
 WEIGHTS_H5 = ".weights.h5"
 
 
@@ -170,12 +169,7 @@ def _add_convert(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
         "src", metavar="SRC", help="a .keras or .h5 file, or an unzipped .keras directory"
     )
     p.add_argument("dst", metavar="OUT", help="the .safetensors file to write")
-    p.add_argument(
-        "--dtype",
-        choices=list(DTYPES),
-        default="float32",
-        help="the dtype of the converted weights (default: float32)",
-    )
+    add_dtype(p, "the dtype of the converted weights (default: float32)")
 
 
 def _add_port(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

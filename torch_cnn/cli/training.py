@@ -26,7 +26,6 @@ call, so their validation set is not known. Like the usual Keras CIFAR-10 recipe
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from dataclasses import dataclass
@@ -42,6 +41,7 @@ from torch_cnn.cli.args import (
     FAILURE_STATUS,
     KERAS_MODEL_SUFFIXES,
     CliError,
+    add_data_dir,
     add_device,
     command,
     existing,
@@ -206,10 +206,6 @@ def _fit(
         augment=args.augment, checkpoint_dir=Path(args.out), resume=args.resume,
         class_names=classes,
     )  # fmt: skip
-
-
-def _finite_or_none(values: list[float]) -> list[float | None]:
-    return [v if math.isfinite(v) else None for v in values]
 
 
 def _cli_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -389,12 +385,7 @@ def _add_train(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "and keep training",
     )
     p.add_argument("--out", required=True, metavar="DIR", help="the run directory to write")
-    p.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="CIFAR-10 python-batch directory (default: CIFAR10_DIR, else the cache, "
-        "downloaded there if missing)",
-    )
+    add_data_dir(p, "CIFAR10_DIR, else the cache, downloaded there if missing")
     _add_recipe(p)
 
 
@@ -463,11 +454,7 @@ def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         metavar="FILE",
         help=f"a .safetensors file or a training run's {CHECKPOINT_NAME}",
     )
-    p.add_argument(
-        "--data-dir",
-        metavar="DIR",
-        help="CIFAR-10 python-batch directory (default: CIFAR10_DIR, else the cache)",
-    )
+    add_data_dir(p, "CIFAR10_DIR, else the cache")
     add_device(p)
     p.add_argument(
         "--batch-size",

@@ -14,7 +14,6 @@ from torch_cnn.convert.build import build_model, check_supported
 from torch_cnn.convert.graph import ModelGraph, parse_model
 from torch_cnn.convert.registry import ConversionError
 from torch_cnn.models.base import KerasStyleNet
-from torch_cnn.models.graph import KerasGraph
 from torch_cnn.porting import infer_model_name, keras_to_torch
 from torch_cnn.porting.graph_weights import load_tree, tree_from_keras_model
 from torch_cnn.porting.keras_config import is_model_entry
@@ -135,8 +134,3 @@ def from_keras(
     model = build_model(graph, device=device, dtype=dtype, where=where, keras_version=keras_version)
     load_tree(model, tree, where)
     return model.eval()
-
-
-def is_converted(model: nn.Module) -> bool:
-    """Whether ``model`` is a converted Keras model (``KerasGraph``)."""
-    return isinstance(model, KerasGraph)

@@ -33,7 +33,6 @@ from torch_cnn.porting.keras_config import (
     MODEL_CLASSES,
     entry_name,
     is_model_entry,
-    model_layers,
 )
 
 _TENSOR = "__keras_tensor__"
@@ -76,10 +75,6 @@ class ModelGraph:
     output: Ref
     entries: tuple[Mapping[str, Any], ...]  # the config's layer entries, in config order
     config: Mapping[str, Any]  # the whole model entry ({"class_name": ..., "config": ...})
-
-    def layer_entries(self) -> list[Mapping[str, Any]]:
-        """The entries that are layers, in ``model.layers`` order (how Keras saves them)."""
-        return model_layers(self.config)
 
 
 def _short(value: Any, limit: int = 200) -> str:

@@ -209,19 +209,6 @@ def get_converter(call: KerasCall) -> LayerConverter:
     return found
 
 
-def config_get(call: KerasCall, key: str, default: Any) -> Any:
-    """``call.config[key]``, or Keras's default for it where the file omits the key."""
-    return call.config.get(key, default)
-
-
-def expect(call: KerasCall, key: str, allowed: Sequence[Any], default: Any) -> Any:
-    """A config value that must be one of ``allowed`` (Keras's default where absent)."""
-    value = call.config.get(key, default)
-    if value not in allowed:
-        raise call.error(f"{key}={value!r} is not supported; expected one of {list(allowed)}")
-    return value
-
-
 def pair(call: KerasCall, key: str, default: Any) -> tuple[int, int]:
     """An int-or-pair config entry (``kernel_size``, ``strides``) as a pair of ints."""
     value = call.config.get(key, default)
@@ -243,8 +230,13 @@ def single_input(call: KerasCall, inputs: Sequence[TensorSpec]) -> TensorSpec:
     return inputs[0]
 
 
-def require_map(call: KerasCall, spec: TensorSpec) -> tuple[int | None, int | None, int]:
-    """``(H, W, C)`` of an image-map input with a known channel count."""
+def single_map(
+    call: KerasCall, inputs: Sequence[TensorSpec]
+) -> tuple[TensorSpec, int | None, int | None, int]:
+    """The one channels-last image map a layer takes, with a known channel count:
+    ``(spec, H, W, C)``; a ``ConversionError`` otherwise."""
+    channels_last(call)
+    spec = single_input(call, inputs)
     if not spec.is_map or spec.shape[2] is None:
         raise call.error(
             f"expects an image map (batch, height, width, channels) with known channels; "
@@ -252,7 +244,7 @@ def require_map(call: KerasCall, spec: TensorSpec) -> tuple[int | None, int | No
         )
     h, w, c = spec.shape
     assert c is not None
-    return h, w, c
+    return spec, h, w, c
 
 
 def channels_last(call: KerasCall) -> None:
@@ -262,6 +254,3 @@ def channels_last(call: KerasCall) -> None:
         raise call.error(
             f"data_format={fmt!r} is not supported; torch_cnn converts channels_last models"
         )
-
-
-Config = Mapping[str, Any]

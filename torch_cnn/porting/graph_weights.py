@@ -16,7 +16,6 @@ from typing import Any, Union
 
 import numpy as np
 import torch
-from torch import nn
 
 from torch_cnn.models.graph import KerasGraph, check_keras_arrays
 from torch_cnn.porting.records import PortingError
@@ -190,9 +189,3 @@ def set_keras_model_weights(keras_model: Any, tree: Mapping[str, Any], where: st
     collect(keras_model, tree)
     for layer, arrays in plan:
         layer.set_weights(arrays)
-
-
-def module_dtype(model: nn.Module) -> torch.dtype:
-    """The dtype of ``model``'s first parameter (float32 for a model without parameters)."""
-    p = next(model.parameters(), None)
-    return p.dtype if p is not None else torch.float32

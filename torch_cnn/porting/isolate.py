@@ -4,9 +4,10 @@ What torch-cnn promises for a Keras file from anyone (``.keras`` archives and di
 legacy ``.h5``, ``.weights.h5`` and its sharded ``.weights.json``, Keras 2 weights ``.h5``):
 
 - **Nothing in a file runs.** Configs are JSON read as data; nothing a config names is
-  imported. ``model.weights.npz`` pickles are read by an unpickler that knows no real
-  global: NumPy arrays and Keras variables are rebuilt by stand-ins from the bytes the
-  pickle carries (``reader_zip``), anything else is refused by name.
+  imported. ``model.weights.npz`` pickles are read by the unpickler CIFAR-10 batches are
+  (``torch_cnn._safe_pickle``), which knows no real global: NumPy arrays are rebuilt from
+  the bytes the pickle carries, Keras variables are inert stand-ins (``reader_zip``), and
+  anything else is refused by name.
 - **Nothing outside the file is read.** Every component of every HDF5 path must be a hard
   link, checked without following it (``name in group`` would already follow it: h5py
   resolves the link to test it, and an external link to a FIFO blocks right there): soft
@@ -19,7 +20,7 @@ legacy ``.h5``, ``.weights.h5`` and its sharded ``.weights.json``, Keras 2 weigh
   one array ≤ 1 GiB, all arrays of a file ≤ 4 GiB, an archive member ≤ 4 GiB inflated and
   ≤ 100× its compressed size above 1 MiB (counted while inflating, never trusting the
   declared size alone), ``config.json`` and any other JSON or attribute ≤ 64 MiB and ≤ 100
-  levels deep, ≤ 10,000 layers, ≤ 200,000 HDF5 links, archive members or pickle globals,
+  levels deep, ≤ 10,000 layers, ≤ 200,000 HDF5 links, archive members or npz variables,
   HDF5 groups ≤ 64 deep. A dataset declaring more than 64 KiB and more than 100× the bytes
   it stores, contiguous data of another size than declared, or data past the end of the
   file, is refused. Encrypted members and compression methods Keras does not write (it

@@ -48,8 +48,6 @@ from torch_cnn.porting.records import KerasLayer, KerasModelRecord, PortingError
 
 __all__ = ["read_keras_file", "read_keras_source", "to_snake_case"]
 
-CONFIG_FILENAME = reader.CONFIG
-WEIGHTS_FILENAME = reader.WEIGHTS_H5
 WEIGHTS_SUFFIX = ".weights.h5"  # save_weights refuses any other name (or .weights.json)
 KERAS3_FORMATS = ("keras", "keras-dir")  # weights addressed by class path
 _WEIGHTLESS = ("MaxPooling2D", "Flatten")

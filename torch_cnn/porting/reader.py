@@ -1,9 +1,9 @@
 """Every Keras file, read without Keras, as plain data (``read``); also the child-process reader.
 
 Only the standard library, NumPy and h5py run here (with ``reader_limits``, ``reader_h5``,
-``reader_zip`` and the pure config helpers of ``keras_config``): never torch, so
-``torch_cnn.porting.isolate`` runs this file by path in a child process that starts in
-a fraction of a second. The format is told by content, never by name:
+``reader_zip``, the pure config helpers of ``keras_config`` and ``torch_cnn._safe_pickle``):
+never torch, so ``torch_cnn.porting.isolate`` runs this file by path in a child process
+that starts in a fraction of a second. The format is told by content, never by name:
 
 ============================  ==========================================================
 ``keras``, ``keras-dir``      a ``.keras`` zip, or the directory ``save_model(...,
@@ -152,7 +152,7 @@ def _read(where: str, config: dict[str, Any] | None, budget: Budget) -> KerasFil
             )  # fmt: skip
         if any(h5.has(f, key) for key in (*STORE_KEYS, "vars")):
             raw, names = read_store(h5)
-            return _weights_only(where, "weights-h5", raw, names, config, budget)
+            return _with_weights(KerasFileContents(where, "weights-h5"), raw, names, config, budget)
         if "layer_names" in f.attrs or h5.has(f, "model_weights"):
             legacy = read_keras2_weights(h5, config, budget)
             layers = [(name, arrays) for name, _, arrays in legacy.layers]
@@ -258,17 +258,6 @@ def _with_weights(
     return contents
 
 
-def _weights_only(
-    where: str,
-    kind: str,
-    raw: Raw,
-    names: dict[str, str],
-    config: dict[str, Any] | None,
-    budget: Budget,
-) -> KerasFileContents:
-    return _with_weights(KerasFileContents(where, kind), raw, names, config, budget)
-
-
 # ------------------------------------------------------------ sharded weights
 
 
@@ -304,7 +293,7 @@ def _read_sharded(where: str, config: dict[str, Any] | None, budget: Budget) -> 
             mine.update(arrays)
         names |= got_names
     raw = {group: in_order(budget, group, got) for group, got in parts.items()}
-    return _weights_only(where, "sharded-weights-h5", raw, names, config, budget)
+    return _with_weights(KerasFileContents(where, "sharded-weights-h5"), raw, names, config, budget)
 
 
 def _shard_index(where: str, budget: Budget) -> dict[str, set[str]]:

@@ -42,7 +42,7 @@ class Limits:
     stored_ratio: int = 100  # an HDF5 dataset's declared / stored bytes, above stored_floor
     stored_floor: int = 64 * KIB
     max_layers: int = 10_000  # layers of a config or a weights file (EfficientNetB7: 813)
-    max_objects: int = 200_000  # HDF5 groups, datasets and links; archive members; pickle items
+    max_objects: int = 200_000  # HDF5 groups, datasets and links; archive members; npz variables
     max_depth: int = 64  # HDF5 group nesting
 
 
@@ -74,7 +74,7 @@ class Budget:
         )
 
     def count(self, place: str, n: int = 1) -> None:
-        """``n`` more HDF5 objects, archive members or pickle items."""
+        """``n`` more HDF5 objects, archive members or npz variables."""
         self.objects += n
         if self.objects > self.limits.max_objects:
             raise self.fail(place, f"more than {self.limits.max_objects} objects; refused")

@@ -5,23 +5,24 @@ Archive members are checked against the caps by what they declare, then inflated
 running count (``zipfile``'s declared size is never trusted alone); encrypted members and
 compression methods Keras does not write are refused. A directory's members must be regular
 files, not symbolic links. ``model.weights.npz`` holds pickled object arrays
-(``saving_lib.NpzIOStore``): they are read by a restricted unpickler that imports and calls
-nothing — the only globals it knows are stand-ins that record their arguments, and arrays are
-made from the bytes the pickle carries, exactly as many as their shape declares.
+(``saving_lib.NpzIOStore``): they are read by ``torch_cnn._safe_pickle``, which imports and
+calls nothing — Keras's and TensorFlow's globals unpickle to stand-ins that record their
+arguments, and arrays are made from the bytes the pickle carries, exactly as many as their
+shape declares.
 """
 
 from __future__ import annotations
 
 import io
 import os
-import pickle
 import stat
 import struct
 import zipfile
-from typing import Any
 
 import numpy as np
 
+from torch_cnn import _safe_pickle
+from torch_cnn._safe_pickle import StandIn
 from torch_cnn.porting.reader_limits import Budget, readable
 
 __all__ = ["ZIP_MAGIC", "Archive", "read_npz", "regular_file"]
@@ -193,151 +194,99 @@ def _npy_variables(raw: bytes, budget: Budget, place: str) -> list[np.ndarray]:
         raise budget.fail(place, f"not a .npy array ({exc})") from None
     if dtype.kind != "O" or shape != ():
         raise budget.fail(place, f"holds a {dtype} array {shape}; expected a pickled dict (0-d)")
-    try:
-        root = _Unpickler(fh, budget, place).load()
-    except pickle.UnpicklingError as exc:
-        raise budget.fail(place, f"pickle refused: {exc}") from None
-    content = _objects(root, budget, place)
+    content = _objects(_unpickle(fh, len(raw) - fh.tell(), budget, place), budget, place)
     if not isinstance(content, dict) or not all(isinstance(k, str) for k in content):
         raise budget.fail(place, f"holds a {type(content).__name__}; expected a dict of variables")
     keys = sorted(content, key=lambda k: (len(k), k))
     if keys != [str(i) for i in range(len(keys))]:
         raise budget.fail(place, f"holds keys {keys[:10]}; expected variables named 0, 1, ...")
+    budget.count(place, len(keys))
     return [_variable(content[k], budget, f"{place} variable {k}") for k in keys]
 
 
-class _Stub:
-    """What a pickle may build: objects that record their arguments and run nothing."""
-
-    args: tuple[Any, ...] = ()  # NEWOBJ builds without calling __init__
-    kwargs: dict[str, Any] = {}  # noqa: RUF012 - never mutated
-    state: Any = None
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.args, self.kwargs, self.state = args, kwargs, None
-
-    def __setstate__(self, state: Any) -> None:
-        self.state = state
+class _Variable(StandIn):
+    """``keras.src.backend.Variable`` (pickled by ``NpzIOStore``): its attributes by BUILD."""
 
 
-class _ArrayStub(_Stub):
-    """``numpy._core.multiarray._reconstruct(ndarray, shape, typecode)``; data comes by BUILD."""
+class _Partial(StandIn):
+    """``functools.partial``: TensorFlow pickles its variables as ``partial(ResourceVariable)()``,
+    the arguments (``initial_value``) by BUILD."""
 
 
-class _DtypeStub(_Stub):
-    """``numpy.dtype(descr, align, copy)``; the byte order comes by BUILD."""
+class _ResourceVariable(StandIn):
+    """TensorFlow's ``ResourceVariable``, which the partial names."""
 
 
-class _VariableStub(_Stub):
-    """``keras.src.backend.Variable`` (pickled by ``NpzIOStore``): a dict of its attributes."""
+class _AsDtype(StandIn):
+    """``tensorflow.python.framework.dtypes.as_dtype(name)``, a variable's dtype argument."""
 
 
-class _PartialStub(_Stub):
-    """``functools.partial`` (TensorFlow pickles its variables as a partial): never calls."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> _Stub:
-        return _Stub(self, *args, **kwargs)
-
-
-class _Marker(_Stub):
-    """A class or function a pickle names as an argument (``numpy.ndarray``), never called."""
-
-
-def _as_dtype(name: Any) -> str:  # tensorflow.python.framework.dtypes.as_dtype
-    return str(name)
-
-
-_MULTIARRAY = ("numpy._core.multiarray", "numpy.core.multiarray")  # NumPy 2, NumPy 1
-_GLOBALS: dict[tuple[str, str], Any] = {
-    **{(m, "_reconstruct"): _ArrayStub for m in _MULTIARRAY},
-    ("numpy", "ndarray"): _Marker("numpy.ndarray"),
-    ("numpy", "dtype"): _DtypeStub,
-    ("keras.src.backend", "Variable"): _VariableStub,
-    ("functools", "partial"): _PartialStub,
-    ("tensorflow.python.ops.resource_variable_ops", "ResourceVariable"): _Marker("tf.Variable"),
-    ("tensorflow.python.framework.dtypes", "as_dtype"): _as_dtype,
+# The globals a Keras weights pickle names besides NumPy's (which ``_safe_pickle`` rebuilds
+# itself): inert records, nothing imported or called.
+_STAND_INS: _safe_pickle.StandIns = {
+    ("keras.src.backend", "Variable"): _Variable,
+    ("functools", "partial"): _Partial,
+    ("tensorflow.python.ops.resource_variable_ops", "ResourceVariable"): _ResourceVariable,
+    ("tensorflow.python.framework.dtypes", "as_dtype"): _AsDtype,
 }
 
 
-class _Unpickler(pickle.Unpickler):
-    def __init__(self, fh: io.BytesIO, budget: Budget, place: str) -> None:
-        super().__init__(fh)
-        self.budget, self.place = budget, place
+def _unpickle(fh: io.BytesIO, size: int, budget: Budget, place: str) -> object:
+    """The ``.npy``'s pickle, read by ``_safe_pickle`` with the file's per-array cap."""
+    limits = _safe_pickle.PickleLimits(
+        max_array_bytes=budget.limits.array_bytes, allow_object_arrays=True
+    )
+    try:
+        return _safe_pickle.load(fh, size, limits=limits, encoding="ASCII", stand_ins=_STAND_INS)
+    except _safe_pickle.RefusedGlobalError as exc:
+        raise budget.fail(
+            place,
+            f"it names {exc.name}; only NumPy arrays and Keras variables are read (nothing a "
+            "file names is imported or called)",
+        ) from None
+    except _safe_pickle.SafePickleError as exc:
+        raise budget.fail(place, f"pickle refused: {exc}") from None
 
-    def find_class(self, module: str, name: str) -> Any:
-        self.budget.count(self.place)
-        if (module, name) not in _GLOBALS:
-            raise pickle.UnpicklingError(
-                f"it names {module}.{name}; only NumPy arrays and Keras variables are read "
-                "(nothing a file names is imported or called)"
-            )
-        return _GLOBALS[module, name]
 
-    def persistent_load(self, pid: Any) -> Any:
-        raise pickle.UnpicklingError("persistent ids are not read")
-
-
-def _objects(obj: Any, budget: Budget, place: str) -> Any:
+def _objects(root: object, budget: Budget, place: str) -> object:
     """The 0-d object array's one item."""
-    if not isinstance(obj, _ArrayStub) or not isinstance(obj.state, tuple) or len(obj.state) != 5:
+    if not isinstance(root, np.ndarray):
         raise budget.fail(place, "the pickle is not a NumPy array")
-    _, shape, dtype, _, items = obj.state
-    if shape != () or not isinstance(dtype, _DtypeStub) or dtype.args[:1] != ("O8",):
-        raise budget.fail(place, f"the pickled array is {dtype.args[:1]} {shape}; expected 0-d O8")
-    if not isinstance(items, list) or len(items) != 1:
-        raise budget.fail(place, "the pickled object array does not hold one item")
-    return items[0]
+    if root.shape != () or not root.dtype.hasobject:
+        raise budget.fail(place, f"the pickled array is {root.dtype} {root.shape}; expected 0-d O8")
+    return root[()]
 
 
-def _variable(obj: Any, budget: Budget, place: str) -> np.ndarray:
+def _variable(obj: object, budget: Budget, place: str) -> np.ndarray:
     """A variable's value: an array, or a Keras variable holding one (TensorFlow's or NumPy's)."""
-    if isinstance(obj, _ArrayStub):
+    if isinstance(obj, np.ndarray):
         return _array(obj, budget, place)
-    state = obj.state if isinstance(obj, _VariableStub) else None
+    state = obj.state if isinstance(obj, _Variable) else None
     if not isinstance(state, dict):
         raise budget.fail(place, f"is a {type(obj).__name__}; expected an array or a variable")
     value = state.get("_value")
-    if type(value) is _Stub and value.args and isinstance(value.args[0], _PartialStub):
-        partial = value.args[0]  # TensorFlow: partial(ResourceVariable)(), kwargs set by BUILD
-        if not isinstance(partial.state, tuple) or len(partial.state) != 4:
+    if type(value) is StandIn and value.args and isinstance(value.args[0], _Partial):
+        # TensorFlow: partial(ResourceVariable)(); BUILD gave the partial (func, args, kwargs, dict)
+        built = value.args[0].state
+        if not (isinstance(built, tuple) and len(built) == 4 and isinstance(built[2], dict | None)):
             raise budget.fail(place, "a TensorFlow variable without its arguments")
-        value = (partial.state[2] or {}).get("initial_value")
-    if not isinstance(value, _ArrayStub):
+        value = (built[2] or {}).get("initial_value")
+    if not isinstance(value, np.ndarray):
         raise budget.fail(place, "a Keras variable without an array value")
     array = _array(value, budget, place)
     want = state.get("_shape")
-    if want is not None and tuple(want) != array.shape:
-        raise budget.fail(place, f"holds shape {array.shape}; the variable says {tuple(want)}")
+    if want is not None and (not isinstance(want, tuple | list) or tuple(want) != array.shape):
+        raise budget.fail(place, f"holds shape {array.shape}; the variable says {want}")
     return array
 
 
-def _array(obj: _ArrayStub, budget: Budget, place: str) -> np.ndarray:
-    """An array from the bytes the pickle carries: exactly as many as its shape declares."""
-    state = obj.state
-    if not isinstance(state, tuple) or len(state) != 5 or not isinstance(state[2], _DtypeStub):
-        raise budget.fail(place, "an array without its data; refused")
-    _, shape, dtype_stub, fortran, data = state
-    descr, order = dtype_stub.args[:1], dtype_stub.state
-    if (
-        not isinstance(shape, tuple)
-        or not all(isinstance(d, int) for d in shape)
-        or len(descr) != 1
-        or descr[0] not in _NUMERIC
-        or not isinstance(order, tuple)
-        or order[1:2] not in (("<",), (">",), ("|",), ("=",))
-    ):
-        raise budget.fail(place, f"an array of {descr} {shape}; expected a float array")
-    dtype = np.dtype(descr[0]).newbyteorder(order[1])
-    if not (dtype.kind == "f" or shape == ()):
+def _array(value: np.ndarray, budget: Budget, place: str) -> np.ndarray:
+    """A float array (or an integer scalar: a counter), counted against the file's caps, in
+    the machine's byte order; ``_safe_pickle`` made it from exactly the bytes its shape needs."""
+    dtype = value.dtype
+    if not (dtype.kind == "f" or (value.shape == () and dtype.kind in "iu")):
         raise budget.fail(place, f"holds dtype {dtype}; expected float16, float32 or float64")
-    nbytes = budget.claim_array(place, shape, dtype.itemsize)
-    if not isinstance(data, bytes) or len(data) != nbytes:
-        got = len(data) if isinstance(data, bytes) else type(data).__name__
-        raise budget.fail(place, f"declares {shape} {dtype} ({nbytes} bytes) but carries {got}")
-    array = np.frombuffer(data, dtype).reshape(shape, order="F" if fortran else "C")
-    out = np.ascontiguousarray(array, dtype=dtype.newbyteorder("="))
+    budget.claim_array(place, value.shape, dtype.itemsize)
+    out = np.ascontiguousarray(value, dtype=dtype.newbyteorder("="))
     budget.note_nonfinite(place, out)
     return out
-
-
-_NUMERIC = {"f2", "f4", "f8", "i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8"}

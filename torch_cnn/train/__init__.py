@@ -14,13 +14,13 @@ from torch_cnn.train.checkpoint import (
 from torch_cnn.train.loop import (
     EVAL_BATCH_SIZE,
     KERAS_FIT_BATCH_SIZE,
-    as_tensors,
     default_optimizer,
     evaluate,
     fit,
     optimizer_hparams,
     seeded_model,
 )
+from torch_cnn.train.objective import as_tensors
 from torch_cnn.train.results import EvalResult, History
 
 __all__ = [

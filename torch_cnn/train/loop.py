@@ -60,6 +60,16 @@ from torch_cnn.train.step import (
     shard,
 )
 
+__all__ = [
+    "EVAL_BATCH_SIZE",
+    "KERAS_FIT_BATCH_SIZE",
+    "default_optimizer",
+    "evaluate",
+    "fit",
+    "optimizer_hparams",
+    "seeded_model",
+]
+
 KERAS_FIT_BATCH_SIZE = 32  # keras Model.fit's default batch_size
 EVAL_BATCH_SIZE = 256
 
@@ -491,19 +501,3 @@ def _check_fit_arguments(
         raise ValueError(f"batch_size must be positive; received batch_size={batch_size}")
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir to resume from")
-
-
-__all__ = [
-    "CHECKPOINT_NAME",
-    "EVAL_BATCH_SIZE",
-    "KERAS_FIT_BATCH_SIZE",
-    "EvalResult",
-    "History",
-    "as_tensors",
-    "default_device",
-    "default_optimizer",
-    "evaluate",
-    "fit",
-    "optimizer_hparams",
-    "seeded_model",
-]

@@ -84,6 +84,11 @@ def run_metrics(
     }
 
 
+def _class_names(result: EvalResult, classes: Sequence[str] | None) -> list[str]:
+    """``classes``, else the class indices as names ("0", "1", ...)."""
+    return list(classes) if classes is not None else [str(i) for i in range(len(result.confusion))]
+
+
 def write_evaluation(
     out: str | os.PathLike[str],
     result: EvalResult,
@@ -97,8 +102,9 @@ def write_evaluation(
 
     out = Path(out)
     write_json(out / METRICS_FILE, metrics)
-    names = list(classes) if classes is not None else [str(i) for i in range(len(result.confusion))]
-    plot_confusion(result.confusion, names, out / CONFUSION_FILE, title=title)
+    plot_confusion(
+        result.confusion, _class_names(result, classes), out / CONFUSION_FILE, title=title
+    )
     return [METRICS_FILE, CONFUSION_FILE]
 
 
@@ -165,11 +171,9 @@ def fit_run_dir(
     if history.stopped is not None:
         metrics, result = stopped_metrics(history, device=device), None
     elif result is not None:
-        names = (
-            list(classes) if classes is not None else [str(i) for i in range(len(result.confusion))]
-        )
         metrics = run_metrics(
-            result, names, framework="torch", model=str(config.get("model")),
+            result, _class_names(result, classes), framework="torch",
+            model=str(config.get("model")),
             seconds=sum(history.seconds), epoch_seconds=history.seconds, device=device,
             seed=int(config.get("seed", 0)), data_dir="", num_train=int(config.get("num_train", 0)),
             config=config, world_size=int(config.get("world_size", 1)),

@@ -19,11 +19,9 @@ from torch_cnn.convert.registry import (
     BuildContext,
     Converted,
     KerasCall,
-    channels_last,
     pair,
     register_keras_layer,
-    require_map,
-    single_input,
+    single_map,
 )
 from torch_cnn.layers.conv import (
     SeparableConv2d,
@@ -88,6 +86,14 @@ def _positive_pair(call: KerasCall, key: str, default: Any) -> tuple[int, int]:
     if min(value) < 1:
         raise call.error(f"{key} must be positive. Received: {key}={list(value)}")
     return value
+
+
+def _window(call: KerasCall) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], str]:
+    """A convolution's ``kernel_size``, ``strides``, ``dilation_rate`` and ``padding``."""
+    kernel = _positive_pair(call, "kernel_size", None)
+    strides = _positive_pair(call, "strides", 1)
+    dilation = _positive_pair(call, "dilation_rate", 1)
+    return kernel, strides, dilation, padding_mode(call)
 
 
 def _use_bias(call: KerasCall) -> bool:
@@ -177,15 +183,10 @@ def conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext) -> 
 
     Kernel ``(kh, kw, in / groups, filters)`` → weight ``(filters, in / groups, kh, kw)``.
     """
-    channels_last(call)
-    spec = single_input(call, inputs)
-    _, _, c = require_map(call, spec)
+    spec, _, _, c = single_map(call, inputs)
     filters = _positive(call, "filters")
-    kernel = _positive_pair(call, "kernel_size", None)
-    strides = _positive_pair(call, "strides", 1)
-    dilation = _positive_pair(call, "dilation_rate", 1)
+    kernel, strides, dilation, padding = _window(call)
     groups = _positive(call, "groups", 1)
-    padding = padding_mode(call)
     _refuse_stride_and_dilation(call, strides, dilation)
     if filters % groups or c % groups:
         raise call.error(
@@ -241,14 +242,9 @@ def depthwise_conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     dilated stride-1 conv, subsampled, on TF-'same'-padded input, which is what torch's
     strided dilated conv computes.
     """
-    channels_last(call)
-    spec = single_input(call, inputs)
-    _, _, c = require_map(call, spec)
+    spec, _, _, c = single_map(call, inputs)
     mult = _positive(call, "depth_multiplier", 1)
-    kernel = _positive_pair(call, "kernel_size", None)
-    strides = _positive_pair(call, "strides", 1)
-    dilation = _positive_pair(call, "dilation_rate", 1)
-    padding = padding_mode(call)
+    kernel, strides, dilation, padding = _window(call)
     use_bias = _use_bias(call)
     module = create_conv2d(
         c, c * mult, kernel, strides, padding, dilation, use_bias, groups=c, **ctx.factory
@@ -267,15 +263,10 @@ def separable_conv2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     Variables in Keras's order: depthwise_kernel ``(kh, kw, in, mult)``, pointwise_kernel
     ``(1, 1, in * mult, filters)``, bias ``(filters,)``.
     """
-    channels_last(call)
-    spec = single_input(call, inputs)
-    _, _, c = require_map(call, spec)
+    spec, _, _, c = single_map(call, inputs)
     filters = _positive(call, "filters")
     mult = _positive(call, "depth_multiplier", 1)
-    kernel = _positive_pair(call, "kernel_size", None)
-    strides = _positive_pair(call, "strides", 1)
-    dilation = _positive_pair(call, "dilation_rate", 1)
-    padding = padding_mode(call)
+    kernel, strides, dilation, padding = _window(call)
     use_bias = _use_bias(call)
     module = SeparableConv2d(
         c, filters, kernel, strides, padding, dilation, mult, use_bias, **ctx.factory
@@ -320,14 +311,9 @@ def conv2d_transpose(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCo
     """``keras.layers.Conv2DTranspose`` → ``nn.ConvTranspose2d`` (TensorFlow's output size and
     placement; ``ConvTranspose2dSame`` where TF crops one pixel more at the end).
     """
-    channels_last(call)
-    spec = single_input(call, inputs)
-    h, w, c = require_map(call, spec)
+    _, h, w, c = single_map(call, inputs)
     filters = _positive(call, "filters")
-    kernel = _positive_pair(call, "kernel_size", None)
-    strides = _positive_pair(call, "strides", 1)
-    dilation = _positive_pair(call, "dilation_rate", 1)
-    padding = padding_mode(call)
+    kernel, strides, dilation, padding = _window(call)
     _refuse_stride_and_dilation(call, strides, dilation)
     output_padding = _output_padding(call, strides)
     ops: tuple[int | None, int | None] = output_padding or (None, None)

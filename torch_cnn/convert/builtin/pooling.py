@@ -7,21 +7,18 @@ cells inside the image only). Output shapes follow ``compute_pooling_output_shap
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 from torch import nn
 
-from torch_cnn.convert.builtin.conv import padding_mode
+from torch_cnn.convert.builtin.conv import conv_output_size, padding_mode
 from torch_cnn.convert.registry import (
     BuildContext,
     Converted,
     KerasCall,
-    channels_last,
     pair,
     register_keras_layer,
-    require_map,
-    single_input,
+    single_map,
 )
 from torch_cnn.layers.pooling import AvgPool2dSame, GlobalPool2d, MaxPool2d, MaxPool2dSame
 from torch_cnn.layers.spec import TensorSpec
@@ -31,14 +28,10 @@ def _pool_output(
     call: KerasCall, spec: TensorSpec, pool: tuple[int, int], strides: tuple[int, int], padding: str
 ) -> TensorSpec:
     h, w, c = spec.shape
-    out: list[int | None] = []
-    for n, k, s in zip((h, w), pool, strides, strict=True):
-        if n is None:
-            out.append(None)
-        elif padding == "same":
-            out.append(math.ceil(n / s))
-        else:
-            out.append((n - k) // s + 1)
+    # compute_pooling_output_shape: a conv's sizes at dilation 1
+    out = [
+        conv_output_size(n, k, s, padding, 1) for n, k, s in zip((h, w), pool, strides, strict=True)
+    ]
     if any(o is not None and o < 1 for o in out):
         raise call.error(
             f"pool_size={list(pool)} with strides={list(strides)} and padding='valid' leaves "
@@ -47,7 +40,11 @@ def _pool_output(
     return TensorSpec((out[0], out[1], c))
 
 
-def _pool_args(call: KerasCall) -> tuple[tuple[int, int], tuple[int, int], str]:
+def _pooling(
+    call: KerasCall, inputs: Sequence[TensorSpec]
+) -> tuple[tuple[int, int], tuple[int, int], str, TensorSpec]:
+    """``(pool_size, strides, padding, output)`` of a MaxPooling2D or AveragePooling2D call."""
+    spec, _, _, _ = single_map(call, inputs)
     pool = pair(call, "pool_size", 2)  # MaxPooling2D's default; AveragePooling2D requires it
     strides = pool if call.config.get("strides") is None else pair(call, "strides", None)
     if min(pool) < 1 or min(strides) < 1:
@@ -55,17 +52,14 @@ def _pool_args(call: KerasCall) -> tuple[tuple[int, int], tuple[int, int], str]:
             "pool_size and strides must be positive. Received: "
             f"pool_size={list(pool)}, strides={list(strides)}"
         )
-    return pool, strides, padding_mode(call)
+    padding = padding_mode(call)
+    return pool, strides, padding, _pool_output(call, spec, pool, strides, padding)
 
 
 @register_keras_layer("MaxPooling2D")
 def max_pooling2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext) -> Converted:
     """``keras.layers.MaxPooling2D`` → ``MaxPool2d`` ('valid') or ``MaxPool2dSame`` ('same')."""
-    channels_last(call)
-    spec = single_input(call, inputs)
-    require_map(call, spec)
-    pool, strides, padding = _pool_args(call)
-    output = _pool_output(call, spec, pool, strides, padding)
+    pool, strides, padding, output = _pooling(call, inputs)
     if padding == "same":
         return Converted(MaxPool2dSame(pool, strides), output)
     # An int kernel where square keeps MaxPool2d's fast path for non-overlapping windows.
@@ -79,20 +73,14 @@ def average_pooling2d(
     call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext
 ) -> Converted:
     """``keras.layers.AveragePooling2D`` → ``nn.AvgPool2d`` ('valid') or ``AvgPool2dSame``."""
-    channels_last(call)
-    spec = single_input(call, inputs)
-    require_map(call, spec)
-    pool, strides, padding = _pool_args(call)
-    output = _pool_output(call, spec, pool, strides, padding)
+    pool, strides, padding, output = _pooling(call, inputs)
     if padding == "same":
         return Converted(AvgPool2dSame(pool, strides), output)
     return Converted(nn.AvgPool2d(pool, strides), output)
 
 
 def _global_pool(call: KerasCall, inputs: Sequence[TensorSpec], pool_type: str) -> Converted:
-    channels_last(call)
-    spec = single_input(call, inputs)
-    _, _, c = require_map(call, spec)
+    _, _, _, c = single_map(call, inputs)
     keepdims = call.config.get("keepdims", False)
     if not isinstance(keepdims, bool):
         raise call.error(f"keepdims must be true or false. Received: keepdims={keepdims!r}")

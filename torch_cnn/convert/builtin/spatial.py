@@ -21,8 +21,8 @@ from torch_cnn.convert.registry import (
     channels_last,
     pair,
     register_keras_layer,
-    require_map,
     single_input,
+    single_map,
 )
 from torch_cnn.layers.spatial import Crop2d, FlattenChannelsLast, Permute, Reshape, UpSample2d
 from torch_cnn.layers.spec import TensorSpec
@@ -58,9 +58,7 @@ def _edges(call: KerasCall, key: str, default: Any) -> tuple[int, int, int, int]
 @register_keras_layer("ZeroPadding2D")
 def zero_padding2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext) -> Converted:
     """``keras.layers.ZeroPadding2D`` → ``nn.ZeroPad2d((left, right, top, bottom))``."""
-    channels_last(call)
-    spec = single_input(call, inputs)
-    h, w, c = require_map(call, spec)
+    _, h, w, c = single_map(call, inputs)
     top, bottom, left, right = _edges(call, "padding", 1)
     output = TensorSpec(
         (None if h is None else h + top + bottom, None if w is None else w + left + right, c)
@@ -71,9 +69,7 @@ def zero_padding2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildCont
 @register_keras_layer("Cropping2D")
 def cropping2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext) -> Converted:
     """``keras.layers.Cropping2D`` → ``Crop2d`` (a view of the NCHW input)."""
-    channels_last(call)
-    spec = single_input(call, inputs)
-    h, w, c = require_map(call, spec)
+    spec, h, w, c = single_map(call, inputs)
     top, bottom, left, right = _edges(call, "cropping", 0)
     if (h is not None and top + bottom >= h) or (w is not None and left + right >= w):
         raise call.error(
@@ -90,9 +86,7 @@ def cropping2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext)
 @register_keras_layer("UpSampling2D")
 def up_sampling2d(call: KerasCall, inputs: Sequence[TensorSpec], ctx: BuildContext) -> Converted:
     """``keras.layers.UpSampling2D`` → ``UpSample2d`` ('nearest' or TF's 'bilinear')."""
-    channels_last(call)
-    spec = single_input(call, inputs)
-    h, w, c = require_map(call, spec)
+    _, h, w, c = single_map(call, inputs)
     size = pair(call, "size", 2)
     if min(size) < 1:
         raise call.error(f"size must be positive. Received: size={list(size)}")
