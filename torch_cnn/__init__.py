@@ -1,4 +1,7 @@
-"""torch-cnn: faithful PyTorch reimplementations of two Keras CIFAR-10 CNNs.
+"""torch-cnn: any Keras CNN as native, trainable PyTorch, without TensorFlow.
+
+``from_keras`` converts a Keras model file or a live ``keras.Model``; the two seed models
+of the project's CIFAR-10 notebooks are registered by name.
 
 >>> import torch, torch_cnn
 >>> torch_cnn.list_models()
