@@ -258,6 +258,44 @@ def test_plots_write_pngs_without_pyplot(tmp_path: Path) -> None:
         assert "matplotlib.pyplot" not in sys.modules
 
 
+def _drawn_figures(monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The figures ``torch_cnn.plots`` saves from now on, kept for the test to read."""
+    import torch_cnn.plots as plots
+
+    figures: list[Any] = []
+    save = plots._save
+    monkeypatch.setattr(plots, "_save", lambda fig, path: (figures.append(fig), save(fig, path))[1])
+    return figures
+
+
+def _curves(figures: list[Any]) -> Any:
+    """The last training-curves figure among ``figures`` (confusion matrices left out)."""
+    return [f for f in figures if f.axes and f.axes[0].get_title() == "loss"][-1]
+
+
+def _curve_text(fig: Any) -> tuple[str, list[list[str]]]:
+    """A curves figure's heading and each panel's legend labels."""
+    heading = fig._suptitle.get_text() if fig._suptitle is not None else ""
+    return heading, [ax.get_legend_handles_labels()[1] for ax in fig.axes]
+
+
+def test_curves_name_the_model_the_run_and_the_validation_split(
+    ds: data.Cifar10, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    figures = _drawn_figures(monkeypatch)
+    history = {"loss": [2.0, 1.7], "accuracy": [0.2, 0.3], "val_loss": [1.9, 1.8]}
+    plot_history(history, tmp_path / "c.png", title="m, run x", val_label="validation (test)")
+    assert _curve_text(figures[-1]) == ("m, run x", [["train", "validation (test)"], ["train"]])
+    plot_history(history, tmp_path / "d.png")
+    assert _curve_text(figures[-1]) == ("", [["train", "validation"], ["train"]])
+    # fit's run directory: the model, the run directory and the epochs head the curves.
+    split = subset(ds.train, 64)
+    _run(split, split, epochs=1, checkpoint_dir=tmp_path / "run")
+    heading, labels = _curve_text(_curves(figures))
+    assert heading == f"model_cnn, run {tmp_path / 'run'}, 1 epoch"
+    assert labels == [["train", "validation"]] * 2
+
+
 # ---------------------------------------------------------------------------------------------
 # The train and evaluate commands
 
@@ -267,12 +305,21 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_cli_train_then_evaluate(
-    cifar10_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    cifar10_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     data_dir = small_data_dir(cifar10_dir, tmp_path / "data")
     out = tmp_path / "run"
     common = ["--model", "model_cnn", "--data-dir", str(data_dir), "--device", "cpu"]
+    figures = _drawn_figures(monkeypatch)
     assert _cli(["train", *common, "--epochs", "1", "--seed", "1", "--out", str(out)]) == 0
+    # The curves the run directory keeps say which data the validation curves are.
+    assert _curve_text(_curves(figures)) == (
+        f"model_cnn, run {out}, 1 epoch",
+        [["train", "validation (the test split)"]] * 2,
+    )
     assert sorted(p.name for p in out.iterdir()) == sorted(
         [
             "confusion.png",

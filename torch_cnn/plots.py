@@ -32,15 +32,25 @@ def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
     return Path(path)
 
 
-def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike[str]) -> Path:
+def plot_history(
+    history: Mapping[str, Sequence[float]],
+    path: str | os.PathLike[str],
+    *,
+    title: str | None = None,
+    val_label: str = "validation",
+) -> Path:
     """Loss (left) and accuracy (right) per epoch, training and validation, in one PNG.
 
     ``history`` is a Keras-style history dict (``loss``, ``accuracy``, optionally
-    ``val_loss`` and ``val_accuracy``); missing curves are left out.
+    ``val_loss`` and ``val_accuracy``); missing curves are left out. ``title`` (the model
+    and the run, say) goes above both panels; ``val_label`` names the ``val_*`` curves
+    (e.g. "validation (test split)" when the test split served as validation data).
     """
     fig = Figure(figsize=(10, 4), layout="constrained")
+    if title:
+        fig.suptitle(title)
     for ax, metric in zip(fig.subplots(1, 2), ("loss", "accuracy"), strict=True):
-        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+        for key, label in ((metric, "train"), (f"val_{metric}", val_label)):
             values = list(history.get(key, []))
             if values:
                 epochs = np.arange(1, len(values) + 1)

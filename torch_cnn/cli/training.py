@@ -69,10 +69,12 @@ from torch_cnn.train import (
 from torch_cnn.train.objective import Data, check_labels, objective_for
 from torch_cnn.train.results import History
 from torch_cnn.train.run import (
+    CURVES_FILE,
     HISTORY_FILE,
     METRICS_FILE,
     RUN_FILES,
     WEIGHTS_FILE,
+    curves_title,
     run_metrics,
     stopped_metrics,
     write_evaluation,
@@ -180,6 +182,13 @@ def _train(args: argparse.Namespace, device: torch.device) -> int:
     # fit wrote the rest of the run directory (checkpoint_dir=out): the test numbers replace
     # its validation ones (the same split unless --no-val).
     write_evaluation(out, result, classes, metrics, title=f"{setup.name} test")
+    # ... and the curves say that the validation curves are the test split's.
+    from torch_cnn.plots import plot_history  # matplotlib: only once there is a run to plot
+
+    plot_history(
+        history, out / CURVES_FILE, title=curves_title(setup.name, out, history.epochs),
+        val_label="validation (the test split)",
+    )  # fmt: skip
     files = [name for name in RUN_FILES if (out / name).exists()]
     print(
         f"{setup.name}: test_accuracy {result.accuracy:.4f}  test_loss {result.loss:.4f}  "

@@ -117,8 +117,11 @@ def write_run_dir(
     metrics: Mapping[str, Any] | None = None,
     *,
     title: str,
+    curves_heading: str | None = None,
 ) -> list[str]:
     """Write the run directory into ``out``; returns the names of the files it holds.
+
+    ``title`` heads the confusion matrix, ``curves_heading`` the training curves.
 
     Always ``history.json`` (NaN, as after a diverged run, as null) and ``curves.png``;
     ``model.safetensors`` unless training stopped on a non-finite loss (its weights are not
@@ -130,7 +133,7 @@ def write_run_dir(
 
     out = Path(out)
     write_json(out / HISTORY_FILE, {k: [json_number(v) for v in vs] for k, vs in history.items()})
-    plot_history(history, out / CURVES_FILE)
+    plot_history(history, out / CURVES_FILE, title=curves_heading)
     if history.stopped is None:
         save(model, out / WEIGHTS_FILE)
     if result is not None and metrics is not None:
@@ -180,4 +183,16 @@ def fit_run_dir(
             backend=config.get("backend"), split="validation",
         )  # fmt: skip
     title = f"{config.get('model')} ({'validation' if result is not None else 'training'})"
-    return write_run_dir(out, model, history, result, classes, metrics, title=title)
+    return write_run_dir(
+        out, model, history, result, classes, metrics, title=title,
+        curves_heading=curves_title(config.get("model"), out, history.epochs),
+    )  # fmt: skip
+
+
+def curves_title(model: object, out: Path, epochs: int) -> str:
+    """The heading of a run's ``curves.png``: the model, the run directory, the epochs.
+
+    >>> curves_title("model_cifar10", Path("runs/demo"), 10)
+    'model_cifar10, run runs/demo, 10 epochs'
+    """
+    return f"{model}, run {out}, {epochs} epoch{'' if epochs == 1 else 's'}"
