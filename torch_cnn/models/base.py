@@ -164,7 +164,29 @@ def conv_padding(conv: nn.Conv2d) -> str:
     raise ValueError(f"{conv} pads {conv.padding}, which is neither Keras 'same' nor 'valid'")
 
 
-class KerasStyleNet(nn.Module):
+class MemoryFormatMixin(nn.Module):
+    """``memory_format`` and ``compute_format`` for a model of image maps (the seed models and
+    converted ones): the layout its maps are computed in, whatever layout comes in."""
+
+    _memory_format: MemoryFormat = "auto"
+
+    @property
+    def memory_format(self) -> MemoryFormat:
+        """``"auto"``, ``"channels_last"`` or ``"contiguous"``: see ``compute_format``."""
+        return self._memory_format
+
+    @memory_format.setter
+    def memory_format(self, value: MemoryFormat) -> None:
+        self._memory_format = check_memory_format(value)
+
+    def compute_format(self, x: torch.Tensor) -> torch.memory_format:
+        """The layout this model computes the images ``x`` in (the module's ``compute_format``)."""
+        if self._memory_format != "auto" or x.dim() != 4 or x.shape[0] < CHANNELS_LAST_MIN_BATCH:
+            return compute_format(self._memory_format, x)
+        return compute_format("auto", x, wide_convolutions(self))
+
+
+class KerasStyleNet(MemoryFormatMixin):
     """Base of the seed models: input checks and a forward pass driven by ``layer_table``.
 
     ``model(x)`` returns what the Keras model returns (softmax probabilities for
@@ -177,8 +199,6 @@ class KerasStyleNet(nn.Module):
     ``"contiguous"`` (plain NCHW throughout). Inputs may come in either layout; outputs
     are the same in every setting, to the parity bars.
     """
-
-    _memory_format: MemoryFormat = "auto"
 
     name: ClassVar[str]
     layer_table: ClassVar[tuple[LayerInfo, ...]]
@@ -194,21 +214,6 @@ class KerasStyleNet(nn.Module):
     @property
     def output_activation(self) -> str:
         return self.layer_table[-1].activation
-
-    @property
-    def memory_format(self) -> MemoryFormat:
-        """``"auto"``, ``"channels_last"`` or ``"contiguous"``: see ``compute_format``."""
-        return self._memory_format
-
-    @memory_format.setter
-    def memory_format(self, value: MemoryFormat) -> None:
-        self._memory_format = check_memory_format(value)
-
-    def compute_format(self, x: torch.Tensor) -> torch.memory_format:
-        """The layout this model computes the images ``x`` in (module ``compute_format``)."""
-        if self._memory_format != "auto" or x.dim() != 4 or x.shape[0] < CHANNELS_LAST_MIN_BATCH:
-            return compute_format(self._memory_format, x)
-        return compute_format("auto", x, wide_convolutions(self))
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ``TypeError``/``ValueError`` that says what was received and what is expected."""

@@ -40,13 +40,7 @@ import torch
 from torch import nn
 
 from torch_cnn.layers.spec import TensorSpec
-from torch_cnn.models.base import (
-    CHANNELS_LAST_MIN_BATCH,
-    MemoryFormat,
-    check_memory_format,
-    compute_format,
-    wide_convolutions,
-)
+from torch_cnn.models.base import MemoryFormatMixin
 
 Activation = Callable[[torch.Tensor], torch.Tensor]
 
@@ -111,7 +105,7 @@ def sanitize_name(name: str, taken: set[str]) -> str:
     return attr
 
 
-class KerasGraph(nn.Module):
+class KerasGraph(MemoryFormatMixin):
     """A Keras model converted to torch: native modules under the Keras layer names.
 
     ``model(x)`` takes NCHW images and returns what Keras returns (NCHW for
@@ -124,8 +118,6 @@ class KerasGraph(nn.Module):
     models: ``"auto"`` (channels_last where measured faster: float32 batches through
     convolutions of 16 channels and more), ``"channels_last"`` or ``"contiguous"``.
     """
-
-    _memory_format: MemoryFormat = "auto"
 
     def __init__(
         self,
@@ -182,21 +174,6 @@ class KerasGraph(nn.Module):
         if self._output == 0:
             return "linear"
         return self.nodes[self._output - 1].activation
-
-    @property
-    def memory_format(self) -> MemoryFormat:
-        """``"auto"``, ``"channels_last"`` or ``"contiguous"``: see ``compute_format``."""
-        return self._memory_format
-
-    @memory_format.setter
-    def memory_format(self, value: MemoryFormat) -> None:
-        self._memory_format = check_memory_format(value)
-
-    def compute_format(self, x: torch.Tensor) -> torch.memory_format:
-        """The layout this model computes the maps of ``x`` in (``base.compute_format``)."""
-        if self._memory_format != "auto" or x.dim() != 4 or x.shape[0] < CHANNELS_LAST_MIN_BATCH:
-            return compute_format(self._memory_format, x)
-        return compute_format("auto", x, wide_convolutions(self))
 
     def check_input(self, x: torch.Tensor) -> None:
         """Raise a ``TypeError``/``ValueError`` saying what was received and what is expected."""
