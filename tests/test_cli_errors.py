@@ -283,6 +283,27 @@ def test_every_command_is_registered() -> None:
     assert parser.parse_args(["convert", KERAS_FILE, "o.safetensors"]).func is models._cmd_convert
 
 
+def test_evaluate_takes_a_keras_file_as_its_conversion(
+    cifar10_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A .keras file is evaluated as the model it converts to (the same lines as its
+    .safetensors); a weights-only file is refused in one line saying what to give instead."""
+    zoo = ROOT / "parity_tests" / "zoo" / "residual_bn"
+    saved = tmp_path / "residual_bn.safetensors"
+    torch_cnn.save(torch_cnn.from_keras(zoo / "model.keras"), saved)
+    data_dir = small_data_dir(cifar10_dir, tmp_path / "data")
+    common = ["--data-dir", str(data_dir), "--device", "cpu"]
+    assert main(["evaluate", "--checkpoint", str(zoo / "model.keras"), *common]) == 0
+    from_keras = capsys.readouterr().out.splitlines()
+    assert main(["evaluate", "--checkpoint", str(saved), *common]) == 0
+    from_saved = capsys.readouterr().out.splitlines()
+    assert from_keras[1:] == from_saved[1:] and from_keras[1].startswith("test_loss ")
+    weights = zoo / "model.weights.h5"
+    assert main(["evaluate", "--checkpoint", str(weights), *common]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no architecture" in err and "torch-cnn port" in err
+
+
 def test_evaluate_refuses_a_model_cifar10_cannot_feed(
     cifar10_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -102,6 +102,24 @@ def test_predict_takes_floats_and_uint8_alike(cifar: data.Cifar10) -> None:
     assert len(a[0].top) == 10 and len(predict(model, x, top_k=50)[0].top) == 10
 
 
+def test_predict_runs_a_training_model_in_inference_mode_and_leaves_it_so(
+    cifar: data.Cifar10,
+) -> None:
+    """After fit a model is in training mode: predict still uses BatchNormalization's moving
+    statistics (Keras's predict does), changes none of them, and restores every module's mode."""
+    model = torch_cnn.from_keras(ZOO / "residual_bn" / "model.keras")
+    x = cifar.test.images[:N]
+    expected = [p.to_dict() for p in predict(model, x, top_k=10)]
+    model.train()
+    frozen = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    frozen.eval()  # one module in another mode than the rest: kept as it was
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert [p.to_dict() for p in predict(model, x, top_k=10)] == expected
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    assert model.training and not frozen.training
+    assert sum(m.training for m in model.modules()) == len(list(model.modules())) - 1
+
+
 def test_one_sigmoid_unit_is_two_classes(cifar: data.Cifar10) -> None:
     model = torch_cnn.from_keras(ZOO / "head_sigmoid_one_unit" / "model.keras")
     x = data.to_float(cifar.test.images[:N])

@@ -54,4 +54,7 @@ def describe_device(device: torch.device | str) -> str:
     device = torch.device(device)
     if device.type == "cuda":
         return f"cuda: {torch.cuda.get_device_name(device)}"
-    return f"cpu: {cpu_model()} ({platform.machine()}), {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return (
+        f"cpu: {cpu_model()} ({platform.machine()}), {threads} thread{'' if threads == 1 else 's'}"
+    )

@@ -150,9 +150,11 @@ def predict(
 
     ``images``: ``(N, 3, H, W)`` uint8 (divided by 255, as the seeds' recipe) or floats in
     [0, 1], of the model's input size. ``classes``: names for the output units
-    (``class_names``); ``sources``: a name per image (default ``"0"``, ``"1"``, ...). The
-    model is used as it is (call ``.eval()`` first: ``torch_cnn.load`` and ``from_keras``
-    return models in eval mode); ``top_k`` larger than the classes gives them all.
+    (``class_names``); ``sources``: a name per image (default ``"0"``, ``"1"``, ...);
+    ``top_k`` larger than the classes gives them all. As Keras's ``predict``, the model
+    runs in inference mode (BatchNormalization's moving statistics, no dropout) whatever
+    mode it is in, say after ``fit``, and is left in the modes it was in, module by module,
+    with its statistics untouched.
     """
     if top_k < 1:
         raise ValueError(f"top_k must be ≥ 1; received top_k={top_k}")
@@ -164,10 +166,16 @@ def predict(
     dtype = param.dtype if param is not None else torch.float32
     device = param.device if param is not None else torch.device("cpu")
     probs = []
-    for start in range(0, len(images), batch_size):
-        xb = images[start : start + batch_size]
-        xb = to_float(xb, dtype) if xb.dtype == torch.uint8 else xb.to(dtype)
-        probs.append(probabilities(model, xb.to(device)).float().cpu())
+    modes = {m: m.training for m in model.modules()}
+    model.eval()
+    try:
+        for start in range(0, len(images), batch_size):
+            xb = images[start : start + batch_size]
+            xb = to_float(xb, dtype) if xb.dtype == torch.uint8 else xb.to(dtype)
+            probs.append(probabilities(model, xb.to(device)).float().cpu())
+    finally:
+        for m, training in modes.items():
+            m.training = training
     if not probs:
         return []
     p = torch.cat(probs)

@@ -13,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 
 BENCH_NOT_INSTALLED = (
-    "torch-cnn bench: the benchmark is not part of the installed package; it lives in the "
+    "torch-cnn bench: error: the benchmark is not part of the installed package; it lives in the "
     "repository's benchmarks/: in a checkout, run `python -m benchmarks --help`"
 )
 

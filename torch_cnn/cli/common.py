@@ -84,7 +84,7 @@ def import_keras(command: str, verbose: bool = False) -> tuple[Any, Any]:
             import keras_ref
     except ImportError as exc:
         raise CliError(
-            f"torch-cnn {command} needs Keras and TensorFlow (pip install 'torch-cnn[keras]'): "
+            f"torch-cnn {command} needs Keras and TensorFlow (install the keras extra; in a checkout: pip install '.[keras]'): "
             f"{exc}"
         ) from exc
     return keras, keras_ref

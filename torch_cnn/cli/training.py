@@ -53,6 +53,7 @@ from torch_cnn.cli.args import (
     positive_int,
     seed,
 )
+from torch_cnn.cli.common import load_model
 from torch_cnn.env import describe_device, parse_device
 from torch_cnn.models import KerasGraph, KerasStyleNet, TorchCnnModel
 from torch_cnn.optim import KERAS_ADAM_LEARNING_RATE, create_optimizer, list_optimizers
@@ -330,16 +331,20 @@ def class_names(classes: list[str], k: int) -> list[str]:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    import torch_cnn
-
-    path = existing(args.checkpoint)
-    if path.is_dir():
-        raise CliError(f"--checkpoint {path} is a directory; expected a .safetensors file or "
-                       f"{CHECKPOINT_NAME}")  # fmt: skip
+    path = existing(args.checkpoint, "file or directory")
+    if is_weights_only_path(path):
+        raise CliError(
+            f"{path} holds Keras weights but no architecture: evaluate a model file (the "
+            ".keras or .h5 the model was saved as), or port the weights into one first "
+            f"(torch-cnn port {path} model.safetensors --model ...)"
+        )
+    if path.is_dir() and not (path / "config.json").is_file():  # not an unzipped .keras
+        raise CliError(f"--checkpoint {path} is a directory; expected a .safetensors file, a "
+                       f"Keras model file or {CHECKPOINT_NAME}")  # fmt: skip
     device = parse_device(args.device)
-    if path.suffix == ".safetensors":
-        model = torch_cnn.load(path, device=device)
-        assert isinstance(model, TorchCnnModel)
+    model: TorchCnnModel
+    if path.suffix == ".safetensors" or is_keras_path(path):  # a Keras file: converted
+        model = load_model(str(path), device=device, command="evaluate")
     else:
         model = model_from_checkpoint(path, device=device)
     root = data.resolve_data_dir(args.data_dir)
@@ -450,18 +455,21 @@ def _add_evaluate(subparsers: argparse._SubParsersAction[argparse.ArgumentParser
         cmd_evaluate,
         summary="test loss and accuracy of a saved model or training checkpoint",
         description=[
-            "Evaluate a model.safetensors (torch_cnn.save, torch-cnn convert or train) or a "
-            f"training checkpoint ({CHECKPOINT_NAME}) on CIFAR-10's test split: loss and "
-            "accuracy, as Keras's model.evaluate. Images are resized (bilinear) for a model "
-            "of another input size.",
+            "Evaluate a model.safetensors (torch_cnn.save, torch-cnn convert or train), a "
+            "Keras model file (converted first, as torch-cnn convert does) or a training "
+            f"checkpoint ({CHECKPOINT_NAME}) on CIFAR-10's test split: loss and accuracy, as "
+            "Keras's model.evaluate. Images are resized (bilinear) for a model of another "
+            "input size.",
             "  torch-cnn evaluate --checkpoint runs/a/model.safetensors",
+            "  torch-cnn evaluate --checkpoint my_model.keras",
         ],
     )
     p.add_argument(
         "--checkpoint",
         required=True,
         metavar="FILE",
-        help=f"a .safetensors file or a training run's {CHECKPOINT_NAME}",
+        help=f"a .safetensors file, a Keras model file (.keras, .h5, or an unzipped .keras "
+        f"directory) or a training run's {CHECKPOINT_NAME}",
     )
     add_data_dir(p, "CIFAR10_DIR, else the cache")
     add_device(p)
